@@ -1,0 +1,268 @@
+"""JSON architecture files: validation and translation into keras.Sequential.
+
+A file looks like::
+
+    {
+      "name": "vgg_small",
+      "input": {"height": 100, "width": 100},
+      "layers": [
+        {"type": "conv", "filters": 16, "kernel_size": 3},
+        {"type": "batchnorm"},
+        {"type": "activation", "activation": "relu"},
+        {"type": "maxpool", "pool_size": 2},
+        {"type": "global_avg_pool"},
+        {"type": "dense", "units": 64, "activation": "relu"}
+      ],
+      "training": {"optimizer": "adam", "learning_rate": 0.001,
+                   "batch_size": 32, "epochs": 10, "augmentation": true}
+    }
+
+The output layer (one softmax unit per class) is appended by ``build_model``,
+because the number of classes belongs to the data, not to the architecture.
+Layers are numbered from 1 in error messages, in file order.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fruitkeras.errors import FruitkerasError
+
+REQUIRED = object()
+ACTIVATIONS = ("relu", "elu", "gelu", "selu", "leaky_relu", "swish", "tanh", "sigmoid", "linear")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+
+
+def _positive_int(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_number(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError("must be a positive number")
+    return float(value)
+
+
+def _fraction(value):
+    """A number in [0, 1): dropout rates, momentum, validation share."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError("must be a number in [0, 1)")
+    return float(value)
+
+
+def _size(value):
+    """A positive integer or a pair of them, as Keras takes for kernels and pools."""
+    if isinstance(value, list) and len(value) == 2:
+        return tuple(_positive_int(v) for v in value)
+    try:
+        return _positive_int(value)
+    except ValueError:
+        raise ValueError("must be a positive integer or a list of two") from None
+
+
+def _boolean(value):
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _one_of(*choices):
+    def check(value):
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(map(str, choices))}")
+        return value
+
+    return check
+
+
+def _optional(check):
+    return lambda value: None if value is None else check(value)
+
+
+def _augmentation(value):
+    """true/false, or an object of strengths, each 0 to switch that one off."""
+    defaults = dict(AUGMENTATION_DEFAULTS)
+    if isinstance(value, bool):
+        return defaults if value else None
+    if not isinstance(value, dict):
+        raise ValueError("must be true, false or an object of strengths")
+    for key, strength in value.items():
+        if key not in defaults:
+            raise ValueError(f"has unknown key '{key}' (known: {', '.join(defaults)})")
+        if key == "flip":
+            defaults[key] = _boolean(strength)
+        else:
+            defaults[key] = _fraction(strength)
+    return defaults
+
+
+AUGMENTATION_DEFAULTS = {"flip": True, "rotation": 0.05, "zoom": 0.1, "brightness": 0.1}
+
+_POOL = {"pool_size": (_size, 2), "strides": (_optional(_size), None), "padding": (_one_of("valid", "same"), "valid")}
+
+# type -> {field: (check, default)}; the fields are the Keras argument names.
+LAYER_FIELDS = {
+    "conv": {
+        "filters": (_positive_int, REQUIRED),
+        "kernel_size": (_size, 3),
+        "strides": (_size, 1),
+        "padding": (_one_of("same", "valid"), "same"),
+        "activation": (_optional(_one_of(*ACTIVATIONS)), None),
+        "use_bias": (_boolean, True),
+    },
+    "batchnorm": {"momentum": (_fraction, 0.99), "epsilon": (_positive_number, 1e-3)},
+    "activation": {"activation": (_one_of(*ACTIVATIONS), REQUIRED)},
+    "maxpool": _POOL,
+    "avgpool": _POOL,
+    "dropout": {"rate": (_fraction, REQUIRED)},
+    "flatten": {},
+    "global_avg_pool": {},
+    "global_max_pool": {},
+    "dense": {
+        "units": (_positive_int, REQUIRED),
+        "activation": (_optional(_one_of(*ACTIVATIONS)), None),
+        "use_bias": (_boolean, True),
+    },
+}
+
+TRAINING_FIELDS = {
+    "optimizer": (_one_of(*OPTIMIZERS), "adam"),
+    "learning_rate": (_positive_number, 1e-3),
+    "batch_size": (_positive_int, 32),
+    "epochs": (_positive_int, 10),
+    "augmentation": (_augmentation, None),  # None: off
+    "validation_split": (_fraction, 0.1),
+}
+
+INPUT_FIELDS = {"height": (_positive_int, REQUIRED), "width": (_positive_int, REQUIRED)}
+
+
+@dataclass
+class Architecture:
+    name: str
+    path: Path
+    input_size: tuple  # (height, width); images are always RGB
+    layers: list  # [(type, {field: value}), ...]
+    training: dict
+    source: dict  # the file's JSON as read, for copying into a run
+
+    @property
+    def input_shape(self):
+        return (*self.input_size, 3)
+
+
+def _check_fields(where, given, fields):
+    """Validate ``given`` against a field table; returns the completed dict."""
+    if not isinstance(given, dict):
+        raise FruitkerasError(f"{where}: must be a JSON object")
+    unknown = sorted(set(given) - set(fields))
+    if unknown:
+        known = ", ".join(fields) or "none"
+        raise FruitkerasError(f"{where}: unknown field '{unknown[0]}' (known fields: {known})")
+    result = {}
+    for name, (check, default) in fields.items():
+        if name not in given:
+            if default is REQUIRED:
+                raise FruitkerasError(f"{where}: '{name}' is required")
+            result[name] = default
+            continue
+        try:
+            result[name] = check(given[name])
+        except ValueError as error:
+            raise FruitkerasError(f"{where}: '{name}' {error}, got {json.dumps(given[name])}") from None
+    return result
+
+
+def parse_architecture(source, path):
+    """Validate the JSON object ``source`` read from ``path``."""
+    path = Path(path)
+    if not isinstance(source, dict):
+        raise FruitkerasError(f"{path}: the top level must be a JSON object")
+    unknown = sorted(set(source) - {"name", "description", "input", "layers", "training"})
+    if unknown:
+        raise FruitkerasError(
+            f"{path}: unknown top-level field '{unknown[0]}' (known: name, description, input, layers, training)"
+        )
+    name = source.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise FruitkerasError(f"{path}: 'name' must be a non-empty string")
+    if "input" not in source:
+        raise FruitkerasError(f"{path}: 'input' is required, e.g. {{\"height\": 100, \"width\": 100}}")
+    size = _check_fields(f"{path}: input", source["input"], INPUT_FIELDS)
+    layers_source = source.get("layers")
+    if not isinstance(layers_source, list) or not layers_source:
+        raise FruitkerasError(f"{path}: 'layers' must be a non-empty list")
+    layers = []
+    for number, spec in enumerate(layers_source, start=1):
+        if not isinstance(spec, dict):
+            raise FruitkerasError(f"{path}: layer {number}: must be a JSON object with a 'type'")
+        kind = spec.get("type")
+        if kind not in LAYER_FIELDS:
+            raise FruitkerasError(
+                f"{path}: layer {number}: unknown type {json.dumps(kind)} (known: {', '.join(LAYER_FIELDS)})"
+            )
+        fields = {key: value for key, value in spec.items() if key != "type"}
+        layers.append((kind, _check_fields(f"{path}: layer {number} ({kind})", fields, LAYER_FIELDS[kind])))
+    training = _check_fields(f"{path}: training", source.get("training", {}), TRAINING_FIELDS)
+    return Architecture(name, path, (size["height"], size["width"]), layers, training, source)
+
+
+def load_architecture(path):
+    """Read and validate an architecture file; every problem is a FruitkerasError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FruitkerasError(f"{path}: architecture file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise FruitkerasError(f"{path}: cannot read architecture file ({error})") from None
+    try:
+        source = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise FruitkerasError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+    return parse_architecture(source, path)
+
+
+def make_layer(kind, fields):
+    import keras
+
+    from fruitkeras.layers import BatchNorm
+
+    classes = {
+        "conv": keras.layers.Conv2D,
+        "batchnorm": BatchNorm,
+        "activation": keras.layers.Activation,
+        "maxpool": keras.layers.MaxPooling2D,
+        "avgpool": keras.layers.AveragePooling2D,
+        "dropout": keras.layers.Dropout,
+        "flatten": keras.layers.Flatten,
+        "global_avg_pool": keras.layers.GlobalAveragePooling2D,
+        "global_max_pool": keras.layers.GlobalMaxPooling2D,
+        "dense": keras.layers.Dense,
+    }
+    return classes[kind](**fields)
+
+
+def build_model(architecture, num_classes):
+    """The architecture as a ``keras.Sequential`` ending in a softmax over ``num_classes``."""
+    import keras
+
+    model = keras.Sequential(name=architecture.name)
+    model.add(keras.Input(shape=architecture.input_shape))
+    for number, (kind, fields) in enumerate(architecture.layers, start=1):
+        try:
+            model.add(make_layer(kind, fields))
+        except ValueError as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise FruitkerasError(
+                f"{architecture.path}: layer {number} ({kind}) does not fit the shape before it: {first_line}"
+            ) from None
+    if len(model.output_shape) != 2:
+        raise FruitkerasError(
+            f"{architecture.path}: the layers end in shape {model.output_shape[1:]}; "
+            "add a 'flatten' or 'global_avg_pool' layer before the dense layers"
+        )
+    model.add(keras.layers.Dense(num_classes, activation="softmax", name="predictions"))
+    return model

@@ -1,0 +1,255 @@
+"""The ``fruitkeras`` command: train, eval, explain.
+
+Settings come from the architecture file; options only override them.
+TensorFlow is imported inside the commands so that ``--help`` is instant.
+"""
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from fruitkeras.errors import FruitkerasError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow with file descriptor 2 pointed at /dev/null.
+
+    While its C++ libraries load, TensorFlow writes notices (oneDNN, CPU
+    features) straight to fd 2, before any log setting applies; they would bury
+    the one line a user needs.  Import errors still raise as usual.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+class FruitkerasGroup(click.Group):
+    """Turns every failure into one line on stderr (``--debug`` shows the traceback)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except FruitkerasError as error:
+            self._fail(ctx, f"error: {error}", error.exit_code)
+        except KeyboardInterrupt:
+            self._fail(ctx, "interrupted", 130)
+        except Exception as error:  # a bug or an unexpected library failure
+            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            self._fail(ctx, f"error: {type(error).__name__}: {message} (run with --debug for the traceback)", 1)
+
+    @staticmethod
+    def _fail(ctx, message, code):
+        if ctx.obj and ctx.obj.get("debug"):
+            traceback.print_exc()
+        click.echo(message, err=True)
+        ctx.exit(code)
+
+
+@click.group(cls=FruitkerasGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="fruitkeras")
+@click.pass_context
+def main(ctx, debug):
+    """Train a CNN on fruit photos, evaluate it, and explain its decisions.
+
+    \b
+    Data is found from --data, then $FRUITKERAS_DATA, then ./data, and must
+    hold Training/<class>/*.jpg and Test/<class>/*.jpg.
+    """
+    ctx.obj = {"debug": debug}
+    if not debug:
+        import_tensorflow_quietly()
+
+
+@main.command()
+@click.argument("architecture", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", help="Dataset folder (holds Training/ and Test/).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the file's training.epochs.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the run (default: runs/<name>-<date-time>).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the split, shuffling and weights.")
+@click.option("--limit-per-class", type=click.IntRange(min=1), help="Use at most N training images per class (smoke runs).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(architecture, data, epochs, run_dir, seed, limit_per_class, resume, quiet):
+    """Train the model described by ARCHITECTURE (a JSON file).
+
+    Writes model.keras, history.csv (every epoch with timestamp and seconds),
+    the architecture copy and learning curves into the run folder.
+
+    \b
+    Examples:
+      fruitkeras train architectures/vgg_small.json --data ../shared/data/fruits-360-4class
+      fruitkeras train architectures/vgg_small.json --epochs 2 --limit-per-class 20 --run-dir runs/smoke
+      fruitkeras train architectures/vgg_small.json --run-dir runs/smoke --resume
+    """
+    from fruitkeras.training import train as run_training
+
+    if resume and run_dir is None:
+        raise click.UsageError("--resume needs --run-dir (the run to continue)")
+    done = run_training(architecture, data=data, run_dir=run_dir, epochs=epochs, seed=seed,
+                        limit_per_class=limit_per_class, resume=resume, verbose=0 if quiet else 1)
+    click.echo(f"saved {done / 'model.keras'}; evaluate with: fruitkeras eval {done}")
+
+
+@main.command(name="eval")
+@click.argument("run_or_model", required=False, type=click.Path(path_type=Path))
+@click.option("--data", help="Dataset folder (holds Test/).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the reports (default: the model's folder).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--bn-train-mode", is_flag=True,
+              help="Normalise with each batch's statistics instead of the moving ones.")
+def evaluate(run_or_model, data, out, batch_size, bn_train_mode):
+    """Evaluate a run folder or model file (default: the newest run) on Test/.
+
+    Prints accuracy and loss; writes test_metrics.json, test_per_class.csv,
+    confusion_matrix.csv and confusion_matrix.png.
+
+    \b
+    Examples:
+      fruitkeras eval runs/fruits4-vgg_small --data ../shared/data/fruits-360-4class
+      fruitkeras eval runs/smoke/model.keras --bn-train-mode
+    """
+    from fruitkeras import data as datalib
+    from fruitkeras.evaluation import evaluate as run_evaluation
+    from fruitkeras.evaluation import write_report
+    from fruitkeras.runs import load_model, resolve_model_path
+
+    model_path = resolve_model_path(run_or_model)
+    data_root = datalib.resolve_data_dir(data)
+    model, metadata = load_model(model_path)
+    result = run_evaluation(model, metadata, data_root, batch_size=batch_size, bn_train_mode=bn_train_mode)
+    correct = int((result.predictions == result.labels).sum())
+    click.echo(f"model: {model_path}")
+    click.echo(f"test accuracy: {result.accuracy:.4f} ({correct}/{len(result.labels)})  loss: {result.loss:.4f}"
+               + ("  [batch statistics]" if bn_train_mode else ""))
+    table = result.per_class()
+    width = max(len(name) for name in table["class"])
+    for row in table.itertuples():
+        click.echo(f"  {row[1]:<{width}}  {row.accuracy:.4f}  ({row.correct}/{row.images})")
+    for path in write_report(result, out or model_path.parent, model_path, data_root, bn_train_mode):
+        click.echo(f"wrote {path}")
+
+
+EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion")
+
+
+def unique_stems(paths):
+    """File stems for output names; repeated stems get -2, -3, ..."""
+    seen, stems = {}, []
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return stems
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--method", type=click.Choice(EXPLAIN_METHODS + ("all",)), default="gradient", show_default=True)
+@click.option("--model", "model_arg", type=click.Path(path_type=Path),
+              help="Run folder or model file (default: the newest run in runs/).")
+@click.option("--label", help="Class to explain (default: the predicted class).")
+@click.option("--patch", type=click.IntRange(min=1), default=10, show_default=True, help="Occlusion square side (pixels).")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True, help="Occlusion grid step (pixels).")
+@click.option("--fill", default="white", show_default=True,
+              help="Occlusion fill: white, grey, black, mean (training data), a number or r,g,b in [0, 1].")
+@click.option("--reduce", type=click.Choice(["max", "l2"]), default="max", show_default=True,
+              help="How gradient maps combine the colour channels.")
+@click.option("--samples", type=click.IntRange(min=1), default=25, show_default=True, help="SmoothGrad noisy copies.")
+@click.option("--noise", type=click.FloatRange(min=0), default=0.15, show_default=True, help="SmoothGrad noise std.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Occluded images per forward pass (bounds memory).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("explanations"),
+              show_default=True)
+def explain(images, method, model_arg, label, patch, stride, fill, reduce, samples, noise, batch_size, out):
+    """Explain the model's decision on each image with a heatmap.
+
+    Writes <image>_<method>.png (original, heatmap, overlay) and the raw map as
+    <image>_<method>.npy into --out, and grid_<method>.png for several images.
+    Images of any size or mode are converted as in training.
+
+    \b
+    Examples:
+      fruitkeras explain photo.jpg
+      fruitkeras explain a.jpg b.png --method all --model runs/fruits4-vgg_small
+      fruitkeras explain a.jpg --method occlusion --patch 10 --stride 2 --fill grey
+    """
+    import time
+
+    import numpy as np
+
+    from fruitkeras.data import load_image
+    from fruitkeras.explain import METHODS
+    from fruitkeras.explain.drawing import explanation_figure, save_figure
+    from fruitkeras.explain.occlusion import parse_fill
+    from fruitkeras.explain.targets import predict
+    from fruitkeras.runs import load_model, resolve_model_path
+
+    model_path = resolve_model_path(model_arg)
+    model, metadata = load_model(model_path)
+    classes = metadata["class_names"]
+    if label is not None and label not in classes:
+        raise FruitkerasError(f"unknown --label '{label}'; the model knows: {', '.join(classes)}")
+    try:
+        fill_value = parse_fill(fill, metadata.get("mean_colour"))
+    except ValueError as error:
+        raise FruitkerasError(str(error)) from None
+    arrays = np.stack([load_image(path, metadata["input_size"]) for path in images])
+
+    probabilities = predict(model, arrays)
+    predicted = probabilities.argmax(axis=1)
+    targets = np.full(len(arrays), classes.index(label)) if label else predicted
+    titles = []
+    for path, guess, target, row in zip(images, predicted, targets, probabilities):
+        title = f"{Path(path).name}: {classes[guess]} ({row[guess]:.1%})"
+        loss = -np.log(max(row[target], 1e-7))
+        titles.append(f"{title}\nexplaining '{classes[target]}', loss {loss:.3g}")
+
+    options = {
+        "gradient": {"reduce": reduce},
+        "gradxinput": {"reduce": reduce},
+        "smoothgrad": {"reduce": reduce, "samples": samples, "noise": noise},
+        "occlusion": {"patch": patch, "stride": stride, "fill": fill_value, "batch_size": batch_size,
+                      "progress": len(arrays) * (100 // stride) ** 2 > 20000},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    click.echo(f"model: {model_path}")
+    stems = unique_stems(images)
+    for name in EXPLAIN_METHODS if method == "all" else (method,):
+        started = time.perf_counter()
+        heatmaps = METHODS[name](model, arrays, targets, **options[name])
+        seconds = time.perf_counter() - started
+        written = []
+        for stem, array, heatmap, title in zip(stems, arrays, heatmaps, titles):
+            np.save(out / f"{stem}_{name}.npy", heatmap)
+            save_figure(explanation_figure([array], [heatmap], [title], name), out / f"{stem}_{name}.png")
+            written.append(out / f"{stem}_{name}.png")
+        if len(arrays) > 1:
+            save_figure(explanation_figure(arrays, heatmaps, titles, name), out / f"grid_{name}.png")
+            written.append(out / f"grid_{name}.png")
+        click.echo(f"{name}: {len(arrays)} image(s) in {seconds:.2f} s")
+        for path in written:
+            click.echo(f"  wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Test-set evaluation: accuracy, loss, per-class accuracy, confusion matrix."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fruitkeras import data as datalib
+from fruitkeras.layers import BatchNorm
+
+PER_CLASS_FILE = "test_per_class.csv"
+CONFUSION_CSV = "confusion_matrix.csv"
+CONFUSION_PNG = "confusion_matrix.png"
+METRICS_FILE = "test_metrics.json"
+
+
+@dataclass
+class Evaluation:
+    class_names: list
+    labels: np.ndarray  # true class per image, indexing class_names
+    probabilities: np.ndarray  # (images, classes)
+    skipped: list
+
+    @property
+    def predictions(self):
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def accuracy(self):
+        return float(np.mean(self.predictions == self.labels))
+
+    @property
+    def loss(self):
+        """Mean categorical cross-entropy."""
+        chosen = self.probabilities[np.arange(len(self.labels)), self.labels]
+        return float(np.mean(-np.log(np.clip(chosen, 1e-7, 1.0))))
+
+    @property
+    def confusion(self):
+        """Counts, rows = true class, columns = predicted class."""
+        size = len(self.class_names)
+        matrix = np.zeros((size, size), dtype=np.int64)
+        np.add.at(matrix, (self.labels, self.predictions), 1)
+        return matrix
+
+    def per_class(self):
+        import pandas as pd
+
+        matrix = self.confusion
+        images = matrix.sum(axis=1)
+        correct = np.diag(matrix)
+        return pd.DataFrame(
+            {
+                "class": self.class_names,
+                "images": images,
+                "correct": correct,
+                "accuracy": np.where(images > 0, correct / np.maximum(images, 1), np.nan),
+            }
+        )
+
+
+def set_batch_stats_at_inference(model, enabled):
+    """Make every BatchNorm layer normalise with batch statistics at inference."""
+    for layer in model.layers:
+        if isinstance(layer, BatchNorm):
+            layer.batch_stats_at_inference = enabled
+
+
+def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False, limit_per_class=None):
+    """Run the model over ``data_root/Test`` and collect its predictions.
+
+    Test classes are matched to the model's outputs by name.  With
+    ``bn_train_mode`` batch-norm layers use each batch's own statistics; the
+    images are then shuffled so that a batch is not all one class.
+    """
+    import tensorflow as tf
+
+    class_names = metadata["class_names"]
+    split = datalib.scan_split(Path(data_root) / datalib.TEST_SPLIT, limit_per_class)
+    datalib.report_skipped(split)
+    datalib.check_same_classes(class_names, split.class_names, "the model", f"{data_root}/Test/")
+    to_model = np.asarray([class_names.index(name) for name in split.class_names])
+    labels = to_model[split.labels]
+    order = np.arange(len(split))
+    if bn_train_mode:
+        order = np.random.default_rng(0).permutation(len(split))
+    ordered = datalib.Split([split.paths[i] for i in order], labels[order], class_names, [])
+    dataset = datalib.make_dataset(ordered, tuple(metadata["input_size"]), batch_size)
+
+    set_batch_stats_at_inference(model, bn_train_mode)
+    try:
+        predict = tf.function(lambda x: model(x, training=False))
+        probabilities = np.concatenate([predict(images).numpy() for images, _ in dataset])
+    finally:
+        set_batch_stats_at_inference(model, False)
+    return Evaluation(class_names, ordered.labels, probabilities, split.skipped)
+
+
+def write_report(evaluation, out_dir, model_path, data_root, bn_train_mode=False):
+    """Per-class CSV, confusion matrix CSV + PNG and a metrics JSON; returns their paths."""
+    import pandas as pd
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / name for name in (METRICS_FILE, PER_CLASS_FILE, CONFUSION_CSV, CONFUSION_PNG)]
+    metrics = {
+        "model": str(model_path),
+        "data": str(data_root),
+        "images": int(len(evaluation.labels)),
+        "accuracy": evaluation.accuracy,
+        "loss": evaluation.loss,
+        "batch_norm": "batch statistics" if bn_train_mode else "moving statistics",
+    }
+    paths[0].write_text(json.dumps(metrics, indent=2) + "\n")
+    evaluation.per_class().to_csv(paths[1], index=False, float_format="%.4f")
+    names = evaluation.class_names
+    pd.DataFrame(evaluation.confusion, index=pd.Index(names, name="true \\ predicted"), columns=names).to_csv(paths[2])
+    plot_confusion(evaluation, paths[3])
+    return paths
+
+
+def plot_confusion(evaluation, out_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = evaluation.confusion
+    names = evaluation.class_names
+    side = max(4.0, 0.35 * len(names) + 2)
+    figure, axis = plt.subplots(figsize=(side + 1, side))
+    # Row-normalised colours, so small classes are as visible as big ones.
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="share of true class")
+    ticks = np.arange(len(names))
+    axis.set_xticks(ticks, names, rotation=90 if len(names) > 6 else 0)
+    axis.set_yticks(ticks, names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    if len(names) <= 30:
+        for row, column in np.ndindex(matrix.shape):
+            if matrix[row, column]:
+                colour = "white" if shares[row, column] > 0.5 else "black"
+                axis.text(column, row, str(matrix[row, column]), ha="center", va="center", color=colour, fontsize=8)
+    axis.set_title(f"test accuracy {evaluation.accuracy:.4f} ({len(evaluation.labels)} images)")
+    figure.tight_layout()
+    figure.savefig(out_path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,75 @@
+"""Gradient maps: how the loss changes with each input pixel (tf.GradientTape).
+
+``gradient_saliency`` is the plain gradient, ``smoothgrad`` averages it over
+noisy copies of the image (Smilkov et al. 2017), ``gradient_x_input`` weighs
+it by the pixel values.  Channels are reduced by max |.| or the L2 norm.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from fruitkeras.explain.targets import class_loss, resolve_labels
+
+REDUCTIONS = ("max", "l2")
+
+
+def reduce_channels(values, reduce="max"):
+    """(N, H, W, C) -> (N, H, W): max absolute value or L2 norm over channels."""
+    if reduce == "max":
+        return np.abs(values).max(axis=-1)
+    if reduce == "l2":
+        return np.sqrt(np.square(values).sum(axis=-1))
+    raise ValueError(f"unknown channel reduction '{reduce}' (known: {', '.join(REDUCTIONS)})")
+
+
+def loss_gradient_function(model):
+    """A compiled f(images, labels) -> d loss / d images."""
+
+    @tf.function(reduce_retracing=True)
+    def gradients(images, labels):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            # Each image's loss depends on that image only, so the gradient of
+            # the sum gives every image its own gradient.
+            total = tf.reduce_sum(class_loss(model(images, training=False), labels))
+        return tape.gradient(total, images)
+
+    return gradients
+
+
+def loss_gradients(model, images, labels, batch_size=32):
+    """Raw input gradients (N, H, W, 3) of each image's loss towards its label."""
+    images = np.asarray(images, dtype=np.float32)
+    gradients = loss_gradient_function(model)
+    parts = [
+        gradients(tf.constant(images[i : i + batch_size]), tf.constant(labels[i : i + batch_size])).numpy()
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(parts)
+
+
+def gradient_saliency(model, images, labels=None, reduce="max", batch_size=32):
+    """|d loss / d pixel|, reduced over channels."""
+    labels = resolve_labels(model, images, labels)
+    return reduce_channels(loss_gradients(model, images, labels, batch_size), reduce)
+
+
+def gradient_x_input(model, images, labels=None, reduce="max", batch_size=32):
+    """Gradient times pixel value, reduced over channels."""
+    labels = resolve_labels(model, images, labels)
+    images = np.asarray(images, dtype=np.float32)
+    return reduce_channels(loss_gradients(model, images, labels, batch_size) * images, reduce)
+
+
+def smoothgrad(model, images, labels=None, samples=25, noise=0.15, reduce="max", seed=0):
+    """Mean saliency over ``samples`` copies with Gaussian noise of std ``noise`` (pixel range is 1)."""
+    labels = resolve_labels(model, images, labels)
+    images = np.asarray(images, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    gradients = loss_gradient_function(model)
+    maps = []
+    for image, label in zip(images, labels):
+        noisy = image[None] + rng.normal(0.0, noise, size=(samples, *image.shape)).astype(np.float32)
+        grads = gradients(tf.constant(noisy), tf.fill((samples,), label)).numpy()
+        maps.append(reduce_channels(grads, reduce).mean(axis=0))
+    return np.stack(maps)
