@@ -1,0 +1,85 @@
+"""Shared fixtures: tiny synthetic image folders and one tiny trained run."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_ARCHITECTURE = REPO / "architectures" / "tiny.json"
+
+# Each class is a coloured shape on white, the way Fruits-360 photos look.
+CLASS_COLOURS = {"cherry": (200, 20, 30), "kiwi": (90, 160, 40), "plum": (80, 30, 120)}
+
+
+def draw_fruit(colour, rng, size=40):
+    """A filled disc of ``colour`` (with a little noise) on a white square."""
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = rng.uniform(size * 0.4, size * 0.6, size=2)
+    radius = rng.uniform(size * 0.25, size * 0.35)
+    inside = (yy - cy) ** 2 + (xx - cx) ** 2 < radius**2
+    pixels = np.full((size, size, 3), 255, dtype=np.int16)
+    pixels[inside] = np.asarray(colour) + rng.integers(-15, 16, size=(int(inside.sum()), 3))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def make_image_folders(root, train_per_class=12, test_per_class=4, classes=CLASS_COLOURS, seed=0):
+    """Write ROOT/Training/<class>/*.jpg and ROOT/Test/<class>/*.jpg; returns ROOT."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for split, count in (("Training", train_per_class), ("Test", test_per_class)):
+        for name, colour in classes.items():
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                Image.fromarray(draw_fruit(colour, rng)).save(folder / f"{index}_100.jpg", quality=95)
+    return root
+
+
+@pytest.fixture
+def image_folders(tmp_path):
+    return make_image_folders(tmp_path / "fruits")
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One tiny model trained through the CLI, shared read-only by the tests that need a model."""
+    from fruitkeras.cli import main
+
+    base = tmp_path_factory.mktemp("trained")
+    data = make_image_folders(base / "fruits", train_per_class=16, test_per_class=5)
+    run_dir = base / "runs" / "tiny"
+    result = CliRunner().invoke(
+        main, ["train", str(TINY_ARCHITECTURE), "--data", str(data), "--run-dir", str(run_dir), "--epochs", "3", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    return {"data": data, "run_dir": run_dir, "model": run_dir / "model.keras"}
+
+
+@pytest.fixture
+def architecture_file(tmp_path):
+    """Write an architecture dict to a file; returns the path."""
+
+    def write(source, name="arch.json"):
+        path = tmp_path / name
+        path.write_text(json.dumps(source) if not isinstance(source, str) else source)
+        return path
+
+    return write
+
+
+def copy_run(run_dir, destination):
+    shutil.copytree(run_dir, destination)
+    return destination

@@ -1,0 +1,124 @@
+import json
+from pathlib import Path
+
+import keras
+import pytest
+
+from fruitkeras.architecture import build_model, load_architecture
+from fruitkeras.errors import FruitkerasError
+from fruitkeras.layers import BatchNorm
+
+ARCHITECTURES = sorted((Path(__file__).resolve().parent.parent / "architectures").glob("*.json"))
+
+MINIMAL = {
+    "input": {"height": 20, "width": 20},
+    "layers": [
+        {"type": "conv", "filters": 4},
+        {"type": "batchnorm"},
+        {"type": "activation", "activation": "relu"},
+        {"type": "maxpool"},
+        {"type": "flatten"},
+        {"type": "dense", "units": 6},
+        {"type": "dropout", "rate": 0.5},
+    ],
+}
+
+
+def with_layer(index, **changes):
+    source = json.loads(json.dumps(MINIMAL))
+    source["layers"][index].update(changes)
+    return source
+
+
+@pytest.mark.parametrize("path", ARCHITECTURES, ids=lambda p: p.name)
+def test_shipped_architectures_build(path):
+    architecture = load_architecture(path)
+    model = build_model(architecture, num_classes=7)
+    assert model.output_shape == (None, 7)
+    assert any(isinstance(layer, BatchNorm) for layer in model.layers)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+
+
+def test_variant_differs_from_vgg_small_only_in_numbers():
+    def shape_of(value):
+        if isinstance(value, dict):
+            return {key: shape_of(item) for key, item in value.items() if key not in ("name", "description")}
+        if isinstance(value, list):
+            return [shape_of(item) for item in value]
+        return type(value).__name__ if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+    small = json.loads(Path(ARCHITECTURES[0].parent / "vgg_small.json").read_text())
+    wide = json.loads(Path(ARCHITECTURES[0].parent / "vgg_wide.json").read_text())
+    assert shape_of(small) == shape_of(wide)
+    assert small["layers"] != wide["layers"]
+
+
+def test_layers_follow_the_file(architecture_file):
+    model = build_model(load_architecture(architecture_file(MINIMAL)), num_classes=3)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Conv2D", "BatchNorm", "Activation", "MaxPooling2D", "Flatten", "Dense", "Dropout", "Dense"]
+    assert model.layers[0].filters == 4
+    assert model.input_shape == (None, 20, 20, 3)
+    assert model.layers[-1].name == "predictions"
+
+
+def test_editing_a_number_changes_the_model(architecture_file):
+    model = build_model(load_architecture(architecture_file(with_layer(0, filters=9))), num_classes=3)
+    assert model.layers[0].filters == 9
+
+
+def test_training_defaults_and_overrides(architecture_file):
+    source = dict(MINIMAL, training={"epochs": 3, "augmentation": {"rotation": 0.0}})
+    training = load_architecture(architecture_file(source)).training
+    assert training["epochs"] == 3 and training["batch_size"] == 32
+    assert training["augmentation"] == {"flip": True, "rotation": 0.0, "zoom": 0.1, "brightness": 0.1}
+    assert load_architecture(architecture_file(MINIMAL)).training["augmentation"] is None
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (with_layer(0, filters=-4), "layer 1 (conv): 'filters' must be a positive integer, got -4"),
+        (with_layer(0, filters="many"), "layer 1 (conv): 'filters' must be a positive integer"),
+        (with_layer(5, units=2.5), "layer 6 (dense): 'units' must be a positive integer, got 2.5"),
+        (with_layer(6, rate=1.5), "layer 7 (dropout): 'rate' must be a number in [0, 1)"),
+        (with_layer(2, activation="magic"), "layer 3 (activation): 'activation' must be one of"),
+        (with_layer(0, filtres=3), "layer 1 (conv): unknown field 'filtres'"),
+        (with_layer(3, type="pool3d"), 'layer 4: unknown type "pool3d"'),
+        ({"input": {"height": 20, "width": 20}, "layers": [{"type": "dense"}]}, "layer 1 (dense): 'units' is required"),
+        ({"input": {"height": 20}, "layers": MINIMAL["layers"]}, "input: 'width' is required"),
+        (dict(MINIMAL, layers=[]), "'layers' must be a non-empty list"),
+        (dict(MINIMAL, training={"optimizer": "adagrad"}), "training: 'optimizer' must be one of"),
+        (dict(MINIMAL, trainig={}), "unknown top-level field 'trainig'"),
+        ([1, 2], "the top level must be a JSON object"),
+    ],
+)
+def test_bad_files_name_file_layer_and_field(architecture_file, source, message):
+    path = architecture_file(source)
+    with pytest.raises(FruitkerasError) as error:
+        load_architecture(path)
+    assert str(error.value).startswith(str(path))
+    assert message in str(error.value)
+
+
+def test_invalid_json_names_line(architecture_file):
+    path = architecture_file('{"input": {"height": 20,,}}')
+    with pytest.raises(FruitkerasError, match=r"invalid JSON at line 1, column 25"):
+        load_architecture(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FruitkerasError, match="architecture file not found"):
+        load_architecture(tmp_path / "nope.json")
+
+
+def test_layer_that_does_not_fit_names_its_index(architecture_file):
+    source = {"input": {"height": 4, "width": 4}, "layers": [{"type": "maxpool", "pool_size": 2}, {"type": "conv", "filters": 2, "kernel_size": 5, "padding": "valid"}, {"type": "flatten"}]}
+    with pytest.raises(FruitkerasError, match=r"layer 2 \(conv\) does not fit"):
+        build_model(load_architecture(architecture_file(source)), 2)
+
+
+def test_unflattened_end_is_explained(architecture_file):
+    source = {"input": {"height": 8, "width": 8}, "layers": [{"type": "conv", "filters": 2}]}
+    with pytest.raises(FruitkerasError, match="add a 'flatten' or 'global_avg_pool'"):
+        build_model(load_architecture(architecture_file(source)), 2)

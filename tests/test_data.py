@@ -1,0 +1,171 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from fruitkeras import data as datalib
+from fruitkeras.errors import FruitkerasError
+
+
+def test_resolve_prefers_option_then_environment_then_local(tmp_path, monkeypatch):
+    option, env, local = (tmp_path / name for name in ("option", "env", "work"))
+    for folder in (option, env, local / "data"):
+        folder.mkdir(parents=True)
+    monkeypatch.chdir(local)
+    monkeypatch.setenv(datalib.DATA_ENV, str(env))
+    assert datalib.resolve_data_dir(str(option)) == option
+    assert datalib.resolve_data_dir(None) == env
+    monkeypatch.delenv(datalib.DATA_ENV)
+    assert datalib.resolve_data_dir(None).resolve() == (local / "data").resolve()
+
+
+def test_resolve_error_says_what_was_tried(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(datalib.DATA_ENV, raising=False)
+    with pytest.raises(FruitkerasError, match=r"tried --data \(not given\), FRUITKERAS_DATA \(not given\), ./data = data \(no such folder\)"):
+        datalib.resolve_data_dir(None)
+    monkeypatch.setenv(datalib.DATA_ENV, str(tmp_path / "gone"))
+    with pytest.raises(FruitkerasError, match=r"FRUITKERAS_DATA = .*gone \(no such folder\)$"):
+        datalib.resolve_data_dir(None)
+    with pytest.raises(FruitkerasError, match=r"--data = .*missing \(no such folder\)$"):
+        datalib.resolve_data_dir(str(tmp_path / "missing"))
+
+
+def save(path, array, mode=None, **kwargs):
+    Image.fromarray(array, mode).save(path, **kwargs) if mode else Image.fromarray(array).save(path, **kwargs)
+    return path
+
+
+def test_grey_image_becomes_rgb(tmp_path):
+    grey = save(tmp_path / "g.png", np.full((5, 7), 80, np.uint8))
+    rgb = datalib.read_rgb(grey)
+    assert rgb.shape == (5, 7, 3) and (rgb == 80).all()
+
+
+def test_transparent_pixels_become_the_white_background(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:2, :, 3] = 255  # top half opaque red, bottom half transparent
+    rgb = datalib.read_rgb(save(tmp_path / "a.png", rgba))
+    assert (rgb[:2] == [200, 0, 0]).all()
+    assert (rgb[2:] == 255).all()
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [(b"not an image at all", "not an image file"), (None, "unreadable image")],
+)
+def test_bad_files_raise_one_line_errors(tmp_path, content, reason):
+    path = tmp_path / "bad.jpg"
+    if content is None:  # a JPEG cut in half
+        save(path, np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+        content = path.read_bytes()[: path.stat().st_size // 2]
+    path.write_bytes(content)
+    with pytest.raises(datalib.ImageError, match=reason) as error:
+        datalib.read_rgb(path)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_image(tmp_path):
+    with pytest.raises(datalib.ImageError, match="no such file"):
+        datalib.read_rgb(tmp_path / "gone.jpg")
+
+
+def test_odd_sizes_are_padded_white_then_resized():
+    tall = np.zeros((40, 20, 3), np.uint8)
+    fitted = datalib.fit_to_size(tall, (10, 10))
+    assert fitted.shape == (10, 10, 3)
+    assert (fitted[:, 0] > 240).all() and (fitted[:, -1] > 240).all()  # white side bands
+    assert (fitted[:, 4:6] < 15).all()  # the black content in the middle
+    same = np.ones((10, 10, 3), np.uint8)
+    assert datalib.fit_to_size(same, (10, 10)) is same
+
+
+def test_load_image_scales_to_unit_range(tmp_path):
+    path = save(tmp_path / "w.png", np.full((8, 8, 3), 255, np.uint8))
+    image = datalib.load_image(path, (4, 4))
+    assert image.dtype == np.float32 and image.shape == (4, 4, 3)
+    np.testing.assert_allclose(image, 1.0)
+
+
+def test_scan_skips_and_reports_unusable_files(image_folders, capsys):
+    kiwi = image_folders / "Training" / "kiwi"
+    (kiwi / "notes.txt").write_text("hello")
+    (kiwi / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    split = datalib.scan_split(image_folders / "Training")
+    assert split.class_names == ["cherry", "kiwi", "plum"]
+    assert len(split) == 36 and np.bincount(split.labels).tolist() == [12, 12, 12]
+    assert {p.name for p, _ in split.skipped} == {"notes.txt", "broken.jpg"}
+    datalib.report_skipped(split)
+    assert "skipped 2 unusable file(s)" in capsys.readouterr().err
+
+
+def test_limit_per_class_is_reproducible(image_folders):
+    first = datalib.scan_split(image_folders / "Training", limit_per_class=5, seed=3)
+    again = datalib.scan_split(image_folders / "Training", limit_per_class=5, seed=3)
+    assert len(first) == 15 and first.paths == again.paths
+
+
+def test_class_without_readable_images_is_an_error(image_folders):
+    empty = image_folders / "Training" / "lime"
+    empty.mkdir()
+    (empty / "x.jpg").write_bytes(b"nope")
+    with pytest.raises(FruitkerasError, match="class 'lime' has no readable images"):
+        datalib.scan_split(image_folders / "Training")
+
+
+def test_missing_split_and_no_classes(tmp_path):
+    with pytest.raises(FruitkerasError, match="Training: missing"):
+        datalib.class_folders(tmp_path / "Training")
+    (tmp_path / "Test").mkdir()
+    with pytest.raises(FruitkerasError, match="no class folders"):
+        datalib.class_folders(tmp_path / "Test")
+
+
+def test_class_mismatch_message():
+    with pytest.raises(FruitkerasError, match="Test/ has classes unknown to Training/: lime; Test/ lacks kiwi"):
+        datalib.check_same_classes(["cherry", "kiwi"], ["cherry", "lime"], "Training/", "Test/")
+    datalib.check_same_classes(["a", "b"], ["b", "a"], "x", "y")
+
+
+def test_validation_split_is_stratified_disjoint_and_seeded(image_folders):
+    split = datalib.scan_split(image_folders / "Training")
+    train, val = datalib.split_validation(split, 0.25, seed=1)
+    assert np.bincount(val.labels).tolist() == [3, 3, 3]
+    assert not set(train.paths) & set(val.paths)
+    assert len(train) + len(val) == len(split)
+    assert datalib.split_validation(split, 0.25, seed=1)[1].paths == val.paths
+    assert datalib.split_validation(split, 0.25, seed=2)[1].paths != val.paths
+
+
+def test_pipeline_batches_scaled_images(image_folders):
+    split = datalib.scan_split(image_folders / "Test")
+    dataset = datalib.make_dataset(split, (16, 16), batch_size=5)
+    batches = list(dataset)
+    images = np.concatenate([b[0].numpy() for b in batches])
+    labels = np.concatenate([b[1].numpy() for b in batches])
+    assert images.shape == (12, 16, 16, 3) and images.dtype == np.float32
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert labels.tolist() == split.labels.tolist()
+    # The pipeline and load_image give the same pixels.
+    np.testing.assert_allclose(images[0], datalib.load_image(split.paths[0], (16, 16)), atol=1e-6)
+
+
+def test_augmentation_only_perturbs_within_range(image_folders):
+    split = datalib.scan_split(image_folders / "Test")
+    settings = {"flip": True, "rotation": 0.1, "zoom": 0.1, "brightness": 0.2}
+    augmenter = datalib.make_augmenter(settings, seed=0)
+    images, _ = next(iter(datalib.make_dataset(split, (16, 16), 12, augmenter=augmenter)))
+    plain, _ = next(iter(datalib.make_dataset(split, (16, 16), 12)))
+    assert images.shape == plain.shape
+    assert not np.allclose(images, plain)
+    assert float(np.min(images)) >= 0.0 and float(np.max(images)) <= 1.0
+    assert datalib.make_augmenter(None) is None
+
+
+def test_mean_colour_of_white_images_is_white(tmp_path):
+    folder = tmp_path / "Training" / "snow"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        save(folder / f"{i}.png", np.full((6, 6, 3), 255, np.uint8))
+    split = datalib.scan_split(tmp_path / "Training")
+    np.testing.assert_allclose(datalib.mean_colour(split, (6, 6)), [1.0, 1.0, 1.0])

@@ -1,0 +1,182 @@
+"""End to end through the command line: train, eval, resume, refusals."""
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import TINY_ARCHITECTURE, copy_run
+from fruitkeras.cli import main
+from fruitkeras.errors import TrainingInterrupted
+from fruitkeras.runs import load_model
+from fruitkeras.training import train
+
+
+def test_train_writes_a_complete_run(trained_run):
+    run_dir = trained_run["run_dir"]
+    for name in ("model.keras", "history.csv", "architecture.json", "run.json", "learning_curves.png"):
+        assert (run_dir / name).is_file(), name
+    assert not (run_dir / "backup").exists()
+    assert json.loads((run_dir / "architecture.json").read_text()) == json.loads(TINY_ARCHITECTURE.read_text())
+
+
+def test_history_has_every_epoch_with_timestamps(trained_run):
+    history = pd.read_csv(trained_run["run_dir"] / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "timestamp", "epoch_seconds"} <= set(history.columns)
+    times = [datetime.fromisoformat(stamp) for stamp in history["timestamp"]]
+    assert all(t.tzinfo is not None for t in times)
+    assert times == sorted(times)
+    assert (history["epoch_seconds"] > 0).all()
+    assert np.isfinite(history[["loss", "val_loss"]].to_numpy()).all()
+
+
+def test_saved_model_loads_with_class_names(trained_run):
+    model, metadata = load_model(trained_run["model"])
+    assert metadata["class_names"] == ["cherry", "kiwi", "plum"]
+    assert metadata["input_size"] == [32, 32]
+    assert len(metadata["mean_colour"]) == 3
+    assert model.output_shape == (None, 3)
+    # A plain Keras load works too: the extra metadata member does not disturb it.
+    plain = keras.models.load_model(trained_run["model"], compile=False)
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(model(x, training=False), plain(x, training=False))
+
+
+def test_eval_prints_accuracy_and_writes_reports(trained_run, runner, tmp_path):
+    out = tmp_path / "report"
+    result = runner.invoke(main, ["eval", str(trained_run["run_dir"]), "--data", str(trained_run["data"]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "test accuracy:" in result.output
+    per_class = pd.read_csv(out / "test_per_class.csv")
+    assert per_class["class"].tolist() == ["cherry", "kiwi", "plum"]
+    assert per_class["images"].tolist() == [5, 5, 5]
+    confusion = pd.read_csv(out / "confusion_matrix.csv", index_col=0)
+    assert confusion.to_numpy().sum() == 15
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(np.trace(confusion.to_numpy()) / 15)
+    assert f"test accuracy: {metrics['accuracy']:.4f}" in result.output
+    assert (out / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_eval_accuracy_matches_keras_evaluate(trained_run, runner, tmp_path):
+    """Our evaluation loop against Keras's own on the same images."""
+    from fruitkeras import data as datalib
+
+    result = runner.invoke(main, ["eval", str(trained_run["model"]), "--data", str(trained_run["data"]), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    model, _ = load_model(trained_run["model"])
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    split = datalib.scan_split(trained_run["data"] / "Test")
+    loss, accuracy = model.evaluate(datalib.make_dataset(split, (32, 32), 4), verbose=0)
+    ours = json.loads((tmp_path / "test_metrics.json").read_text())
+    assert ours["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert ours["loss"] == pytest.approx(loss, rel=1e-3, abs=1e-5)
+
+
+def test_eval_bn_train_mode_runs(trained_run, runner, tmp_path):
+    result = runner.invoke(main, ["eval", str(trained_run["run_dir"]), "--data", str(trained_run["data"]), "--out", str(tmp_path), "--bn-train-mode"])
+    assert result.exit_code == 0, result.output
+    assert "[batch statistics]" in result.output
+    assert json.loads((tmp_path / "test_metrics.json").read_text())["batch_norm"] == "batch statistics"
+
+
+def test_interrupted_training_resumes_without_losing_epochs(image_folders, runner, tmp_path):
+    class StopAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    run_dir = tmp_path / "runs" / "resumable"
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(TINY_ARCHITECTURE, data=str(image_folders), run_dir=run_dir, epochs=4, verbose=0,
+              extra_callbacks=[StopAfterSecondEpoch()])
+    assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [0, 1]
+    assert not (run_dir / "model.keras").exists()
+
+    again = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--data", str(image_folders), "--run-dir", str(run_dir), "--quiet"])
+    assert again.exit_code == 1 and "--resume" in again.output
+
+    resumed = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--run-dir", str(run_dir), "--resume", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2, 3]
+    assert (run_dir / "model.keras").exists() and not (run_dir / "backup").exists()
+
+
+def test_finished_run_is_never_overwritten(trained_run, runner, tmp_path):
+    run_dir = copy_run(trained_run["run_dir"], tmp_path / "finished")
+    before = (run_dir / "model.keras").read_bytes()
+    for extra in ([], ["--resume"]):
+        result = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--data", str(trained_run["data"]), "--run-dir", str(run_dir)] + extra)
+        assert result.exit_code == 1
+        assert "already holds a finished run" in result.output
+    assert (run_dir / "model.keras").read_bytes() == before
+
+
+def test_limit_per_class_and_epochs_override(image_folders, runner, tmp_path):
+    run_dir = tmp_path / "small"
+    result = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--data", str(image_folders), "--run-dir", str(run_dir), "--epochs", "1", "--limit-per-class", "5", "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["train_images"] + record["validation_images"] == 15
+    assert len(pd.read_csv(run_dir / "history.csv")) == 1
+
+
+def test_data_from_environment_variable(image_folders, runner, tmp_path, monkeypatch):
+    monkeypatch.setenv("FRUITKERAS_DATA", str(image_folders))
+    result = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--run-dir", str(tmp_path / "env"), "--epochs", "1", "--limit-per-class", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "env" / "run.json").read_text())["data"] == str(image_folders)
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda d, t: ["train", str(t / "none.json"), "--data", str(d)], "architecture file not found"),
+        (lambda d, t: ["train", str(TINY_ARCHITECTURE), "--data", str(t / "nowhere")], "no dataset folder found"),
+        (lambda d, t: ["eval", str(t / "missing.keras"), "--data", str(d)], "no such model file"),
+        (lambda d, t: ["eval", str(d / "Test" / "kiwi" / "0_100.jpg"), "--data", str(d)], "not a Keras model file"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(image_folders, runner, tmp_path, make_args, message):
+    result = runner.invoke(main, make_args(image_folders, tmp_path))
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and result.output.startswith("error: ")
+    assert message in result.output
+
+
+def test_train_refuses_mismatched_test_classes(image_folders, runner, tmp_path):
+    (image_folders / "Test" / "kiwi").rename(image_folders / "Test" / "lime")
+    result = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--data", str(image_folders), "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "class mismatch between Training/ and Test/" in result.output
+
+
+def test_eval_refuses_model_data_class_mismatch(trained_run, image_folders, runner):
+    (image_folders / "Test" / "kiwi").rename(image_folders / "Test" / "lime")
+    result = runner.invoke(main, ["eval", str(trained_run["run_dir"]), "--data", str(image_folders)])
+    assert result.exit_code == 1
+    assert "class mismatch between the model and" in result.output and "lime" in result.output
+
+
+def test_console_script_errors_without_traceback(tmp_path):
+    """The installed command, as a user runs it: stderr is one line, no traceback."""
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"input": {"height": 10, "width": 10}, "layers": [{"type": "conv", "filters": 0}]}')
+    result = subprocess.run([sys.executable, "-m", "fruitkeras.cli", "train", str(bad), "--data", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr == f"error: {bad}: layer 1 (conv): 'filters' must be a positive integer, got 0\n"
+    assert "Traceback" not in result.stdout
+
+
+def test_help_has_examples(runner):
+    for command in ("train", "eval"):
+        result = runner.invoke(main, [command, "--help"])
+        assert result.exit_code == 0 and "Examples:" in result.output
