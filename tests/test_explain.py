@@ -1,0 +1,271 @@
+"""Explanation methods on tiny real TensorFlow models."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from fruitkeras.cli import main
+from fruitkeras.explain import METHODS, gradient_saliency, occlusion, smoothgrad
+from fruitkeras.explain.gradient import loss_gradients, reduce_channels
+from fruitkeras.explain.occlusion import parse_fill
+from fruitkeras.layers import BatchNorm
+
+
+def smooth_model(seed=0, size=12, classes=3):
+    """Conv + our BatchNorm + tanh: differentiable everywhere, for finite differences."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((size, size, 3)),
+        keras.layers.Conv2D(4, 3, padding="same"),
+        BatchNorm(),
+        keras.layers.Activation("tanh"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(classes, activation="softmax"),
+    ])
+    bn = model.layers[1]
+    bn.moving_mean.assign(np.linspace(-0.2, 0.3, 4))
+    bn.moving_variance.assign(np.linspace(0.5, 2.0, 4))
+    return model
+
+
+def region_model(size=16, rows=(4, 8), columns=(10, 14)):
+    """Two classes decided by the mean brightness of one region alone."""
+    model = keras.Sequential([
+        keras.Input((size, size, 3)),
+        keras.layers.Cropping2D(((rows[0], size - rows[1]), (columns[0], size - columns[1]))),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(2, activation="softmax"),
+    ])
+    model.layers[-1].set_weights([np.array([[1.0, -1.0]] * 3), np.array([-0.75, 0.75])])
+    return model
+
+
+def random_images(count, size=12, seed=0):
+    return np.random.default_rng(seed).random((count, size, size, 3)).astype(np.float32)
+
+
+def loss_of(model, image, label):
+    probabilities = model(image[None], training=False).numpy()[0]
+    return -np.log(probabilities[label].astype(np.float64))
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_has_the_same_shape(name):
+    model = smooth_model()
+    images = random_images(3)
+    options = {"samples": 4} if name == "smoothgrad" else {"batch_size": 32} if name == "occlusion" else {}
+    if name == "occlusion":
+        options["patch"] = 3
+    heatmaps = METHODS[name](model, images, None, **options)
+    assert heatmaps.shape == (3, 12, 12)
+    assert np.isfinite(heatmaps).all()
+    labelled = METHODS[name](model, images, [1, 1, 1], **options)
+    assert labelled.shape == (3, 12, 12)
+
+
+def test_gradient_matches_finite_differences():
+    model = smooth_model()
+    image = random_images(1, seed=3)
+    label = np.array([2], np.int32)
+    gradient = loss_gradients(model, image, label)[0]
+    step = 1e-2
+    for row, column, channel in [(0, 0, 0), (5, 6, 1), (11, 3, 2), (7, 7, 0), (2, 9, 1)]:
+        plus, minus = image[0].copy(), image[0].copy()
+        plus[row, column, channel] += step
+        minus[row, column, channel] -= step
+        estimate = (loss_of(model, plus, 2) - loss_of(model, minus, 2)) / (2 * step)
+        assert gradient[row, column, channel] == pytest.approx(estimate, rel=0.05, abs=2e-4)
+
+
+def test_gradient_saliency_reduces_channels():
+    model = smooth_model()
+    images = random_images(2)
+    raw = loss_gradients(model, images, np.array([0, 1], np.int32))
+    np.testing.assert_allclose(gradient_saliency(model, images, [0, 1]), np.abs(raw).max(axis=-1), rtol=1e-6)
+    np.testing.assert_allclose(gradient_saliency(model, images, [0, 1], reduce="l2"), np.linalg.norm(raw, axis=-1), rtol=1e-5)
+    with pytest.raises(ValueError):
+        reduce_channels(raw, "median")
+
+
+def test_default_label_is_the_predicted_class():
+    model = smooth_model()
+    images = random_images(4)
+    predicted = model(images, training=False).numpy().argmax(axis=1)
+    np.testing.assert_array_equal(gradient_saliency(model, images), gradient_saliency(model, images, predicted))
+
+
+def test_smoothgrad_without_noise_is_the_gradient():
+    model = smooth_model()
+    images = random_images(2)
+    np.testing.assert_allclose(smoothgrad(model, images, [0, 1], samples=3, noise=0.0),
+                               gradient_saliency(model, images, [0, 1]), rtol=1e-5, atol=1e-8)
+
+
+def test_occlusion_peaks_where_the_model_looks():
+    model = region_model()
+    image = np.full((1, 16, 16, 3), 0.8, np.float32)
+    heatmap = occlusion(model, image, [0], patch=3, fill="black")[0]
+    base = loss_of(model, image[0], 0)
+    peak_row, peak_column = np.unravel_index(heatmap.argmax(), heatmap.shape)
+    assert 4 <= peak_row < 8 and 10 <= peak_column < 14
+    assert heatmap.max() > base + 0.1
+    # A patch centred more than one pixel outside the region hides none of it.
+    far = np.ones_like(heatmap, dtype=bool)
+    far[3:9, 9:15] = False
+    np.testing.assert_allclose(heatmap[far], base, rtol=1e-5)
+
+
+def test_occlusion_fill_equal_to_image_changes_nothing():
+    model = region_model()
+    image = np.full((1, 16, 16, 3), 1.0, np.float32)
+    heatmap = occlusion(model, image, [0], patch=4, fill="white")[0]
+    np.testing.assert_allclose(heatmap, loss_of(model, image[0], 0), rtol=1e-6)
+
+
+def naive_occlusion(model, image, label, patch, fill):
+    """The definition, one image at a time with a NumPy mask: the reference."""
+    height, width = image.shape[:2]
+    result = np.zeros((height, width))
+    for row in range(height):
+        for column in range(width):
+            occluded = image.copy()
+            top, left = row - patch // 2, column - patch // 2
+            occluded[max(top, 0) : max(top + patch, 0), max(left, 0) : max(left + patch, 0)] = fill
+            result[row, column] = loss_of(model, occluded, label)
+    return result
+
+
+def test_batched_occlusion_equals_unbatched_definition():
+    model = smooth_model(size=10)
+    image = random_images(1, size=10, seed=5)
+    batched = occlusion(model, image, [1], patch=4, fill="grey", batch_size=64)[0]
+    reference = naive_occlusion(model, image[0], 1, 4, 0.5)
+    np.testing.assert_allclose(batched, reference, atol=1e-5)
+
+
+def test_batch_norm_inference_makes_occlusion_independent_of_batch_size():
+    model = smooth_model()
+    image = random_images(1, seed=9)
+    maps = [occlusion(model, image, [0], patch=5, fill="black", batch_size=size)[0] for size in (1, 7, 144)]
+    np.testing.assert_allclose(maps[0], maps[1], atol=1e-5)
+    np.testing.assert_allclose(maps[0], maps[2], atol=1e-5)
+
+
+def test_stride_gives_a_coarse_map_of_full_size():
+    model = smooth_model()
+    image = random_images(1)
+    fine = occlusion(model, image, [0], patch=3)[0]
+    coarse = occlusion(model, image, [0], patch=3, stride=4)[0]
+    assert coarse.shape == (12, 12)
+    # Each 4x4 cell holds the value measured at its centre.
+    np.testing.assert_allclose(coarse[0:4, 4:8], fine[2, 6], atol=1e-5)
+    np.testing.assert_allclose(coarse[8:12, 0:4], fine[10, 2], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("white", [1, 1, 1]), ("Grey", [0.5] * 3), ("black", [0, 0, 0]), ("0.25", [0.25] * 3), ("1,0,0.5", [1, 0, 0.5]), ("mean", [0.2, 0.3, 0.4])],
+)
+def test_parse_fill(text, expected):
+    np.testing.assert_allclose(parse_fill(text, mean_colour=[0.2, 0.3, 0.4]), expected)
+
+
+@pytest.mark.parametrize("text", ["purple", "2", "1,2", "-0.1", "0.1,0.2,x"])
+def test_parse_fill_rejects(text):
+    with pytest.raises(ValueError):
+        parse_fill(text)
+
+
+def test_gradient_is_traced_through_tensorflow():
+    """The saliency comes from a tf.GradientTape over the model, not a NumPy stand-in."""
+    model = smooth_model()
+    images = tf.constant(random_images(1))
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        loss = -tf.math.log(model(images, training=False)[:, 0])
+    np.testing.assert_allclose(gradient_saliency(model, images.numpy(), [0]), tf.reduce_max(tf.abs(tape.gradient(loss, images)), -1), rtol=1e-5)
+
+
+# Command line ---------------------------------------------------------------------
+
+def write_images(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    rgb = np.zeros((50, 40, 3), np.uint8)
+    rgb[10:30, 10:30] = (200, 30, 30)
+    Image.fromarray(rgb).save(folder / "red.jpg")
+    Image.fromarray(rgb[..., 0]).save(folder / "grey.png")  # grayscale, odd size
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[8:24, 8:24] = (30, 160, 40, 255)
+    Image.fromarray(rgba).save(folder / "clear.png")  # transparent background
+    return [folder / "red.jpg", folder / "grey.png", folder / "clear.png"]
+
+
+def test_cli_writes_figures_and_maps(trained_run, runner, tmp_path):
+    images = write_images(tmp_path / "in")
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["explain", *map(str, images), "--method", "all", "--model", str(trained_run["run_dir"]),
+                                  "--out", str(out), "--patch", "5", "--samples", "3"])
+    assert result.exit_code == 0, result.output
+    for method in METHODS:
+        for stem in ("red", "grey", "clear"):
+            heatmap = np.load(out / f"{stem}_{method}.npy")
+            assert heatmap.shape == (32, 32) and np.isfinite(heatmap).all()
+            assert (out / f"{stem}_{method}.png").stat().st_size > 5000
+        assert (out / f"grid_{method}.png").exists()
+
+
+def test_cli_label_and_fill_options(trained_run, runner, tmp_path):
+    images = write_images(tmp_path / "in")[:1]
+    out = tmp_path / "out"
+    args = ["explain", str(images[0]), "--model", str(trained_run["model"]), "--out", str(out), "--method", "occlusion",
+            "--label", "kiwi", "--fill", "mean", "--stride", "4"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert np.load(out / "red_occlusion.npy").shape == (32, 32)
+
+
+def test_cli_uses_newest_run_by_default(trained_run, runner, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(trained_run["run_dir"], tmp_path / "runs" / "only")
+    images = write_images(tmp_path / "in")[:1]
+    result = runner.invoke(main, ["explain", str(images[0])])
+    assert result.exit_code == 0, result.output
+    assert "runs/only/model.keras" in result.output
+    assert (tmp_path / "explanations" / "red_gradient.npy").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--label", "banana"], "unknown --label 'banana'"),
+        (["--fill", "purple"], "fill must be"),
+        (["--model", "nowhere"], "no such model file"),
+    ],
+)
+def test_cli_bad_options_are_one_line(trained_run, runner, tmp_path, extra, message):
+    images = write_images(tmp_path / "in")[:1]
+    args = ["explain", str(images[0]), "--out", str(tmp_path / "o")]
+    if "--model" not in extra:
+        args += ["--model", str(trained_run["run_dir"])]
+    result = runner.invoke(main, args + extra)
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert message in result.output
+
+
+def test_cli_bad_images_are_one_line(trained_run, runner, tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture")
+    for path, message in ((text, "not an image file"), (tmp_path / "gone.jpg", "no such file")):
+        result = runner.invoke(main, ["explain", str(path), "--model", str(trained_run["run_dir"]), "--out", str(tmp_path / "o")])
+        assert result.exit_code == 1 and message in result.output
+        assert result.output.count("\n") == 1
+
+
+def test_cli_unknown_method_is_refused(trained_run, runner, tmp_path):
+    result = runner.invoke(main, ["explain", "x.jpg", "--method", "magic"])
+    assert result.exit_code == 2 and "magic" in result.output
