@@ -164,7 +164,8 @@ def unique_stems(paths):
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--method", type=click.Choice(EXPLAIN_METHODS + ("all",)), default="gradient", show_default=True)
+@click.option("--method", "methods", type=click.Choice(EXPLAIN_METHODS + ("all",)), multiple=True,
+              default=["gradient"], show_default=True, help="Repeat for several methods; 'all' runs every one.")
 @click.option("--model", "model_arg", type=click.Path(path_type=Path),
               help="Run folder or model file (default: the newest run in runs/).")
 @click.option("--label", help="Class to explain (default: the predicted class).")
@@ -180,7 +181,7 @@ def unique_stems(paths):
               help="Occluded images per forward pass (bounds memory).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("explanations"),
               show_default=True)
-def explain(images, method, model_arg, label, patch, stride, fill, reduce, samples, noise, batch_size, out):
+def explain(images, methods, model_arg, label, patch, stride, fill, reduce, samples, noise, batch_size, out):
     """Explain the model's decision on each image with a heatmap.
 
     Writes <image>_<method>.png (original, heatmap, overlay) and the raw map as
@@ -190,7 +191,8 @@ def explain(images, method, model_arg, label, patch, stride, fill, reduce, sampl
     \b
     Examples:
       fruitkeras explain photo.jpg
-      fruitkeras explain a.jpg b.png --method all --model runs/fruits4-vgg_small
+      fruitkeras explain a.jpg b.png --method gradient --method occlusion --model runs/fruits4-vgg_small
+      fruitkeras explain a.jpg --method all --label lemon
       fruitkeras explain a.jpg --method occlusion --patch 10 --stride 2 --fill grey
     """
     import time
@@ -201,7 +203,7 @@ def explain(images, method, model_arg, label, patch, stride, fill, reduce, sampl
     from fruitkeras.explain import METHODS
     from fruitkeras.explain.drawing import explanation_figure, save_figure
     from fruitkeras.explain.occlusion import parse_fill
-    from fruitkeras.explain.targets import predict
+    from fruitkeras.explain.targets import losses, predict
     from fruitkeras.runs import load_model, resolve_model_path
 
     model_path = resolve_model_path(model_arg)
@@ -219,9 +221,8 @@ def explain(images, method, model_arg, label, patch, stride, fill, reduce, sampl
     predicted = probabilities.argmax(axis=1)
     targets = np.full(len(arrays), classes.index(label)) if label else predicted
     titles = []
-    for path, guess, target, row in zip(images, predicted, targets, probabilities):
+    for path, guess, target, row, loss in zip(images, predicted, targets, probabilities, losses(model, arrays, targets)):
         title = f"{Path(path).name}: {classes[guess]} ({row[guess]:.1%})"
-        loss = -np.log(max(row[target], 1e-7))
         titles.append(f"{title}\nexplaining '{classes[target]}', loss {loss:.3g}")
 
     options = {
@@ -234,7 +235,8 @@ def explain(images, method, model_arg, label, patch, stride, fill, reduce, sampl
     out.mkdir(parents=True, exist_ok=True)
     click.echo(f"model: {model_path}")
     stems = unique_stems(images)
-    for name in EXPLAIN_METHODS if method == "all" else (method,):
+    chosen = EXPLAIN_METHODS if "all" in methods else dict.fromkeys(methods)  # keeps order, drops repeats
+    for name in chosen:
         started = time.perf_counter()
         heatmaps = METHODS[name](model, arrays, targets, **options[name])
         seconds = time.perf_counter() - started

@@ -10,6 +10,7 @@ from fruitkeras.cli import main
 from fruitkeras.explain import METHODS, gradient_saliency, occlusion, smoothgrad
 from fruitkeras.explain.gradient import loss_gradients, reduce_channels
 from fruitkeras.explain.occlusion import parse_fill
+from fruitkeras.explain.targets import losses
 from fruitkeras.layers import BatchNorm
 
 
@@ -121,7 +122,7 @@ def test_occlusion_fill_equal_to_image_changes_nothing():
     model = region_model()
     image = np.full((1, 16, 16, 3), 1.0, np.float32)
     heatmap = occlusion(model, image, [0], patch=4, fill="white")[0]
-    np.testing.assert_allclose(heatmap, loss_of(model, image[0], 0), rtol=1e-6)
+    np.testing.assert_allclose(heatmap, loss_of(model, image[0], 0), rtol=1e-5)
 
 
 def naive_occlusion(model, image, label, patch, fill):
@@ -176,6 +177,18 @@ def test_parse_fill(text, expected):
 def test_parse_fill_rejects(text):
     with pytest.raises(ValueError):
         parse_fill(text)
+
+
+def test_loss_stays_precise_for_a_confident_model():
+    """-log p from logits: distinct losses where float32 probabilities round to 1."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, activation="softmax")])
+    model.layers[0].set_weights([np.eye(3), np.zeros(3)])
+    logits = np.array([[20.0, 0, 0], [25.0, 0, 0], [0, 100.0, 0], [1.0, 2.0, 3.0]], np.float32)
+    labels = np.array([0, 0, 0, 2], np.int32)
+    expected = [np.log1p(np.exp(np.delete(row, label).astype(np.float64) - row[label]).sum())
+                for row, label in zip(logits, labels)]
+    np.testing.assert_allclose(losses(model, logits, labels), expected, rtol=1e-5)
+    assert losses(model, logits[:1], [0])[0] != losses(model, logits[1:2], [0])[0]
 
 
 def test_gradient_is_traced_through_tensorflow():

@@ -23,13 +23,13 @@ def normalise(heatmap):
 
 def draw_row(axes, image, heatmap, title, method):
     original, raw, overlay = axes
-    original.imshow(image)
+    original.imshow(image, interpolation="nearest")
     original.set_title(title, fontsize=9)
-    shown = raw.imshow(heatmap, cmap=COLORMAP)
+    shown = raw.imshow(heatmap, cmap=COLORMAP, interpolation="nearest")
     raw.set_title(CAPTIONS.get(method, method), fontsize=9)
     raw.figure.colorbar(shown, ax=raw, fraction=0.046, pad=0.04)
-    overlay.imshow(image)
-    overlay.imshow(normalise(heatmap), cmap=COLORMAP, alpha=0.55, vmin=0, vmax=1)
+    overlay.imshow(image, interpolation="nearest")
+    overlay.imshow(normalise(heatmap), cmap=COLORMAP, alpha=0.55, vmin=0, vmax=1, interpolation="nearest")
     overlay.set_title("overlay", fontsize=9)
     for axis in axes:
         axis.set_xticks([])

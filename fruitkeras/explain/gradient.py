@@ -8,7 +8,7 @@ it by the pixel values.  Channels are reduced by max |.| or the L2 norm.
 import numpy as np
 import tensorflow as tf
 
-from fruitkeras.explain.targets import class_loss, resolve_labels
+from fruitkeras.explain.targets import loss_function, resolve_labels
 
 REDUCTIONS = ("max", "l2")
 
@@ -25,13 +25,15 @@ def reduce_channels(values, reduce="max"):
 def loss_gradient_function(model):
     """A compiled f(images, labels) -> d loss / d images."""
 
+    loss = loss_function(model)
+
     @tf.function(reduce_retracing=True)
     def gradients(images, labels):
         with tf.GradientTape() as tape:
             tape.watch(images)
             # Each image's loss depends on that image only, so the gradient of
             # the sum gives every image its own gradient.
-            total = tf.reduce_sum(class_loss(model(images, training=False), labels))
+            total = tf.reduce_sum(loss(images, labels))
         return tape.gradient(total, images)
 
     return gradients

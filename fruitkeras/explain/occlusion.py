@@ -13,7 +13,7 @@ all in memory), and every batch has the same shape so it is traced once.
 import numpy as np
 import tensorflow as tf
 
-from fruitkeras.explain.targets import class_loss, resolve_labels
+from fruitkeras.explain.targets import loss_function, resolve_labels
 
 NAMED_FILLS = {"white": (1.0, 1.0, 1.0), "grey": (0.5, 0.5, 0.5), "black": (0.0, 0.0, 0.0)}
 DEFAULT_FILL = "white"  # the Fruits-360 background; README "Occlusion fill" has the measurement
@@ -49,6 +49,7 @@ class OcclusionEngine:
         height, width = image_size
         self.batch_size = batch_size
         before = patch // 2  # a 10-pixel patch covers centre-5 .. centre+4
+        loss = loss_function(model)
 
         @tf.function(
             input_signature=[
@@ -67,8 +68,7 @@ class OcclusionEngine:
             in_columns = (columns >= left) & (columns < left + patch)  # (batch, width)
             hidden = in_rows[:, :, None, None] & in_columns[:, None, :, None]
             occluded = tf.where(hidden, fill, image[None])
-            probabilities = model(occluded, training=False)
-            return class_loss(probabilities, tf.fill((batch_size,), label))
+            return loss(occluded, tf.fill((batch_size,), label))
 
         self._losses = losses
 

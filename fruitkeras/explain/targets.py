@@ -6,11 +6,48 @@ import tensorflow as tf
 PROBABILITY_FLOOR = 1e-7  # as Keras's cross-entropy clips
 
 
-def class_loss(probabilities, labels):
-    """Cross-entropy of each row of ``probabilities`` towards its label (TF tensors)."""
-    # A one-hot product rather than a gather: gradients flow through it reliably.
-    chosen = tf.reduce_sum(probabilities * tf.one_hot(labels, tf.shape(probabilities)[-1]), axis=-1)
-    return -tf.math.log(tf.maximum(chosen, PROBABILITY_FLOOR))
+def loss_function(model):
+    """f(images, labels) -> each image's cross-entropy towards its label, in TF ops.
+
+    When the model ends in a softmax Dense layer (every fruitkeras model does)
+    the loss comes from its logits: ``-log p_y = softplus(logsumexp_{j != y}(z_j - z_y))``.
+    Through the probabilities a float32 ``p_y`` of 0.99999997 rounds to 1 and
+    a confident model's loss sticks at one value, flattening occlusion maps.
+    """
+    last = model.layers[-1]
+    if getattr(getattr(last, "activation", None), "__name__", "") != "softmax" or not hasattr(last, "kernel"):
+
+        def from_probabilities(images, labels):
+            probabilities = model(images, training=False)
+            chosen = tf.reduce_sum(probabilities * tf.one_hot(labels, tf.shape(probabilities)[-1]), axis=-1)
+            return -tf.math.log(tf.maximum(chosen, PROBABILITY_FLOOR))
+
+        return from_probabilities
+
+    body = model.layers[:-1]
+
+    def from_logits(images, labels):
+        features = images
+        for layer in body:
+            features = layer(features, training=False)
+        logits = tf.matmul(features, last.kernel)
+        if last.use_bias:
+            logits += last.bias
+        target = tf.one_hot(labels, tf.shape(logits)[-1])
+        chosen = tf.reduce_sum(logits * target, axis=-1, keepdims=True)
+        others = tf.where(target > 0, -np.inf, logits - chosen)
+        return tf.nn.softplus(tf.reduce_logsumexp(others, axis=-1))
+
+    return from_logits
+
+
+def losses(model, images, labels, batch_size=64):
+    """Each image's loss towards its label, as a NumPy array (eager; for a few images)."""
+    loss = loss_function(model)
+    images = np.asarray(images, dtype=np.float32)
+    labels = resolve_labels(model, images, labels)
+    parts = [loss(images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return np.concatenate([np.asarray(part) for part in parts])
 
 
 def predict(model, images, batch_size=64):

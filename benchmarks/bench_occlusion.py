@@ -1,0 +1,105 @@
+"""Occlusion speed: our batched engine vs a naive one-forward-pass-per-position loop.
+
+Same model, same image, same patch and fill, in one run.  The naive loop is
+what one writes first: for every position, copy the image, paint the square,
+call the model on that one image.  By default it is timed on a sample of
+positions spread over the image and scaled to the full map (--naive-positions
+0 times all of them); the two maps are compared on the sampled positions.
+
+    python benchmarks/bench_occlusion.py [--model runs/fruits4-vgg_small] [--image photo.jpg]
+"""
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from fruitkeras.architecture import build_model, load_architecture  # noqa: E402
+from fruitkeras.data import load_image  # noqa: E402
+from fruitkeras.explain.occlusion import occlusion, parse_fill  # noqa: E402
+from fruitkeras.explain.targets import loss_function  # noqa: E402
+from fruitkeras.runs import load_model  # noqa: E402
+
+DEFAULT_MODEL = Path("runs/fruits4-vgg_small/model.keras")
+DEFAULT_IMAGE = Path("../shared/data/fruits-360-4class/Test/apple/32_100.jpg")
+
+
+def naive_losses(model, image, label, positions, patch, fill):
+    """One eager forward pass (the same loss as ours) per position."""
+    loss = loss_function(model)
+    labels = tf.constant([label])
+    results = []
+    for row, column in positions:
+        occluded = image.copy()
+        top, left = row - patch // 2, column - patch // 2
+        occluded[max(top, 0) : max(top + patch, 0), max(left, 0) : max(left + patch, 0)] = fill
+        results.append(float(loss(occluded[None], labels)[0]))
+    return np.asarray(results)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                        help="model file; if missing, an untrained model from --architecture (same speed)")
+    parser.add_argument("--architecture", default="architectures/vgg_small.json")
+    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="if missing, a random image")
+    parser.add_argument("--patch", type=int, default=10)
+    parser.add_argument("--fill", default="white")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3, help="timed full maps with our engine (median)")
+    parser.add_argument("--naive-positions", type=int, default=1000, help="0: all positions")
+    args = parser.parse_args()
+
+    if args.model.exists():
+        model, metadata = load_model(args.model)
+        size, source = tuple(metadata["input_size"]), str(args.model)
+    else:
+        architecture = load_architecture(args.architecture)
+        model, size, source = build_model(architecture, 4), architecture.input_size, f"untrained {args.architecture}"
+    if args.image.exists():
+        image, image_source = load_image(args.image, size), str(args.image)
+    else:
+        image, image_source = np.random.default_rng(0).random((*size, 3), dtype=np.float32), "random pixels"
+    fill = parse_fill(args.fill)
+    label = int(model(image[None], training=False).numpy().argmax())
+
+    occlusion(model, image[None], [label], patch=args.patch, fill=fill, batch_size=args.batch_size)  # trace
+    times = []
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        ours = occlusion(model, image[None], [label], patch=args.patch, fill=fill, batch_size=args.batch_size)[0]
+        times.append(time.perf_counter() - started)
+    ours_seconds = float(np.median(times))
+
+    height, width = size
+    every = np.stack(np.meshgrid(np.arange(height), np.arange(width), indexing="ij"), -1).reshape(-1, 2)
+    if args.naive_positions and args.naive_positions < len(every):
+        chosen = np.linspace(0, len(every) - 1, args.naive_positions).astype(int)
+    else:
+        chosen = np.arange(len(every))
+    naive_losses(model, image, label, every[:5], args.patch, fill)  # warm up
+    started = time.perf_counter()
+    naive = naive_losses(model, image, label, every[chosen], args.patch, fill)
+    naive_seconds = (time.perf_counter() - started) * len(every) / len(chosen)
+    difference = float(np.max(np.abs(naive - ours.reshape(-1)[chosen])))
+
+    print(f"model: {source}; image: {image_source}; {height}x{width}, patch {args.patch}, fill {args.fill}, "
+          f"stride 1 ({len(every)} positions); {os.cpu_count()} CPUs, TensorFlow {tf.__version__}, Keras {keras.__version__}")
+    print(f"  ours (batched, compiled, batch {args.batch_size}): {ours_seconds:.2f} s per map "
+          f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
+    measured = "all" if len(chosen) == len(every) else f"{len(chosen)} sampled"
+    print(f"  naive (one forward pass per position, {measured} positions): {naive_seconds:.1f} s per map")
+    print(f"  largest difference between the two maps: {difference:.2e}")
+    ratio = naive_seconds / ours_seconds
+    print(f"ratio naive / ours: {ratio:.1f}x  (target >= 10x: {'met' if ratio >= 10 else 'NOT met'}); "
+          f"seconds per map: {ours_seconds:.2f} (target <= 5 s: {'met' if ours_seconds <= 5 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
