@@ -230,7 +230,8 @@ def explain(images, methods, model_arg, label, patch, stride, fill, reduce, samp
         "gradxinput": {"reduce": reduce},
         "smoothgrad": {"reduce": reduce, "samples": samples, "noise": noise},
         "occlusion": {"patch": patch, "stride": stride, "fill": fill_value, "batch_size": batch_size,
-                      "progress": len(arrays) * (100 // stride) ** 2 > 20000},
+                      # a bar for a person watching a long job, not for logs and pipes
+                      "progress": sys.stdout.isatty() and arrays[..., 0].size // stride**2 > 10000},
     }
     out.mkdir(parents=True, exist_ok=True)
     click.echo(f"model: {model_path}")

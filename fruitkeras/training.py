@@ -11,7 +11,6 @@ A run folder holds::
 """
 
 import json
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -144,7 +143,6 @@ def train(
         print(f"training {architecture.name} on {len(train_split)} images "
               f"({len(val_split) if val_split else 0} for validation), {len(split.class_names)} classes, "
               f"{epochs} epochs -> {run_dir}")
-    started = time.perf_counter()
     try:
         model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=verbose, shuffle=False,  # the pipeline shuffles
                   callbacks=callbacks + list(extra_callbacks))
@@ -154,7 +152,6 @@ def train(
             f"Continue with: fruitkeras train {architecture_path} --run-dir {run_dir} --resume"
         ) from None
     record["finished"] = _now()
-    record["fit_seconds_last_session"] = round(time.perf_counter() - started, 1)
     record["mean_colour"] = datalib.mean_colour(train_split, size, seed=seed)
     metadata = {
         "class_names": split.class_names,
