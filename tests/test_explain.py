@@ -9,7 +9,7 @@ from PIL import Image
 from fruitkeras.cli import main
 from fruitkeras.explain import METHODS, gradient_saliency, occlusion, smoothgrad
 from fruitkeras.explain.gradient import loss_gradients, reduce_channels
-from fruitkeras.explain.occlusion import parse_fill
+from fruitkeras.explain.occlusion import parse_fill, positions_touching
 from fruitkeras.explain.targets import losses
 from fruitkeras.layers import BatchNorm
 
@@ -163,6 +163,17 @@ def test_stride_gives_a_coarse_map_of_full_size():
     # Each 4x4 cell holds the value measured at its centre.
     np.testing.assert_allclose(coarse[0:4, 4:8], fine[2, 6], atol=1e-5)
     np.testing.assert_allclose(coarse[8:12, 0:4], fine[10, 2], atol=1e-5)
+
+
+@pytest.mark.parametrize("patch", [1, 2, 3, 4, 10])
+def test_positions_touching_matches_patch_placement(patch):
+    mask = np.random.default_rng(patch).random((13, 11)) > 0.93
+    expected = np.zeros_like(mask)
+    for row in range(13):
+        for column in range(11):
+            top, left = row - patch // 2, column - patch // 2
+            expected[row, column] = mask[max(top, 0) : max(top + patch, 0), max(left, 0) : max(left + patch, 0)].any()
+    np.testing.assert_array_equal(positions_touching(mask, patch), expected)
 
 
 @pytest.mark.parametrize(

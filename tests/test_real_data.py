@@ -11,6 +11,7 @@ import pytest
 from fruitkeras import data as datalib
 from fruitkeras.evaluation import evaluate
 from fruitkeras.explain import gradient_saliency, occlusion
+from fruitkeras.explain.occlusion import positions_touching
 from fruitkeras.explain.targets import losses
 from fruitkeras.runs import load_model
 
@@ -33,19 +34,6 @@ def test_shipped_model_reaches_97_percent_on_the_real_test_split(shipped):
     assert result.accuracy >= 0.97, f"test accuracy {result.accuracy:.4f}"
 
 
-def window_max(mask, patch):
-    """For each centre: does the patch x patch square there (as occlusion places it) touch the mask?"""
-    height, width = mask.shape
-    before = patch // 2
-    padded = np.zeros((height + patch, width + patch), bool)
-    padded[before : before + height, before : before + width] = mask
-    touches = np.zeros_like(mask)
-    for dy in range(patch):
-        for dx in range(patch):
-            touches |= padded[dy : dy + height, dx : dx + width]
-    return touches
-
-
 def test_explanations_on_a_real_photo_point_at_the_fruit(shipped):
     model, metadata = shipped
     path = sorted((REAL_DATA / "Test" / "mango").iterdir())[0]
@@ -58,7 +46,7 @@ def test_explanations_on_a_real_photo_point_at_the_fruit(shipped):
         assert result.shape == (100, 100) and np.isfinite(result).all()
 
     fruit = image[0].min(axis=-1) < 0.9  # the non-white pixels
-    touches_fruit = window_max(fruit, 10)
+    touches_fruit = positions_touching(fruit, 10)
     strongest = heatmap >= np.quantile(heatmap, 0.99)
     assert touches_fruit[strongest].all(), "the strongest occlusion positions must hide some fruit"
     # A patch on pure background changes nothing (white on white), hiding fruit does.

@@ -42,6 +42,19 @@ def grid(length, stride):
     return np.arange(stride // 2, length, stride, dtype=np.int32)
 
 
+def positions_touching(mask, patch):
+    """(H, W) bool: whether the patch centred at each pixel covers any True pixel of ``mask``."""
+    height, width = mask.shape
+    before = patch // 2
+    padded = np.zeros((height + patch, width + patch), dtype=bool)
+    padded[before : before + height, before : before + width] = mask
+    touches = np.zeros((height, width), dtype=bool)
+    for dy in range(patch):
+        for dx in range(patch):
+            touches |= padded[dy : dy + height, dx : dx + width]
+    return touches
+
+
 class OcclusionEngine:
     """Compiled, batched occlusion for one model and one image size."""
 
