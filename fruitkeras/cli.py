@@ -44,6 +44,9 @@ class FruitkerasGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as error:  # a bad option of a command: one line, not the usage block
+            command = f"{ctx.info_name} {error.ctx.info_name}" if error.ctx and error.ctx is not ctx else ctx.info_name
+            self._fail(ctx, f"error: {error.format_message()} (see: {command} --help)", error.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except FruitkerasError as error:
@@ -74,7 +77,11 @@ def main(ctx, debug):
     hold Training/<class>/*.jpg and Test/<class>/*.jpg.
     """
     ctx.obj = {"debug": debug}
-    if not debug:
+
+
+def load_tensorflow():
+    """Called first by every command that needs TensorFlow (not by --help)."""
+    if not click.get_current_context().find_root().obj.get("debug"):
         import_tensorflow_quietly()
 
 
@@ -100,6 +107,7 @@ def train(architecture, data, epochs, run_dir, seed, limit_per_class, resume, qu
       fruitkeras train architectures/vgg_small.json --epochs 2 --limit-per-class 20 --run-dir runs/smoke
       fruitkeras train architectures/vgg_small.json --run-dir runs/smoke --resume
     """
+    load_tensorflow()
     from fruitkeras.training import train as run_training
 
     if resume and run_dir is None:
@@ -128,6 +136,7 @@ def evaluate(run_or_model, data, out, batch_size, bn_train_mode):
       fruitkeras eval runs/fruits4-vgg_small --data ../shared/data/fruits-360-4class
       fruitkeras eval runs/smoke/model.keras --bn-train-mode
     """
+    load_tensorflow()
     from fruitkeras import data as datalib
     from fruitkeras.evaluation import evaluate as run_evaluation
     from fruitkeras.evaluation import write_report
@@ -195,6 +204,7 @@ def explain(images, methods, model_arg, label, patch, stride, fill, reduce, samp
       fruitkeras explain a.jpg --method all --label lemon
       fruitkeras explain a.jpg --method occlusion --patch 10 --stride 2 --fill grey
     """
+    load_tensorflow()
     import time
 
     import numpy as np

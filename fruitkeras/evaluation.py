@@ -67,7 +67,7 @@ def set_batch_stats_at_inference(model, enabled):
             layer.batch_stats_at_inference = enabled
 
 
-def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False, limit_per_class=None):
+def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False):
     """Run the model over ``data_root/Test`` and collect its predictions.
 
     Test classes are matched to the model's outputs by name.  With
@@ -77,7 +77,7 @@ def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False, lim
     import tensorflow as tf
 
     class_names = metadata["class_names"]
-    split = datalib.scan_split(Path(data_root) / datalib.TEST_SPLIT, limit_per_class)
+    split = datalib.scan_split(Path(data_root) / datalib.TEST_SPLIT)
     datalib.report_skipped(split)
     datalib.check_same_classes(class_names, split.class_names, "the model", f"{data_root}/Test/")
     to_model = np.asarray([class_names.index(name) for name in split.class_names])

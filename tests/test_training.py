@@ -177,6 +177,6 @@ def test_console_script_errors_without_traceback(tmp_path):
 
 
 def test_help_has_examples(runner):
-    for command in ("train", "eval"):
+    for command in ("train", "eval", "explain"):
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0 and "Examples:" in result.output
