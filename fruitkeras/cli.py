@@ -182,6 +182,8 @@ def unique_stems(paths):
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True, help="Occlusion grid step (pixels).")
 @click.option("--fill", default="white", show_default=True,
               help="Occlusion fill: white, grey, black, mean (training data), a number or r,g,b in [0, 1].")
+@click.option("--delta", is_flag=True,
+              help="Occlusion maps the loss change against the unoccluded image instead of the loss.")
 @click.option("--reduce", type=click.Choice(["max", "l2"]), default="max", show_default=True,
               help="How gradient maps combine the colour channels.")
 @click.option("--samples", type=click.IntRange(min=1), default=25, show_default=True, help="SmoothGrad noisy copies.")
@@ -190,7 +192,7 @@ def unique_stems(paths):
               help="Occluded images per forward pass (bounds memory).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("explanations"),
               show_default=True)
-def explain(images, methods, model_arg, label, patch, stride, fill, reduce, samples, noise, batch_size, out):
+def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduce, samples, noise, batch_size, out):
     """Explain the model's decision on each image with a heatmap.
 
     Writes <image>_<method>.png (original, heatmap, overlay) and the raw map as
@@ -239,7 +241,7 @@ def explain(images, methods, model_arg, label, patch, stride, fill, reduce, samp
         "gradient": {"reduce": reduce},
         "gradxinput": {"reduce": reduce},
         "smoothgrad": {"reduce": reduce, "samples": samples, "noise": noise},
-        "occlusion": {"patch": patch, "stride": stride, "fill": fill_value, "batch_size": batch_size,
+        "occlusion": {"patch": patch, "stride": stride, "fill": fill_value, "batch_size": batch_size, "relative": delta,
                       # a bar for a person watching a long job, not for logs and pipes
                       "progress": sys.stdout.isatty() and arrays[..., 0].size // stride**2 > 10000},
     }
@@ -251,13 +253,14 @@ def explain(images, methods, model_arg, label, patch, stride, fill, reduce, samp
         started = time.perf_counter()
         heatmaps = METHODS[name](model, arrays, targets, **options[name])
         seconds = time.perf_counter() - started
+        caption = "loss change with patch centred here" if name == "occlusion" and delta else None
         written = []
         for stem, array, heatmap, title in zip(stems, arrays, heatmaps, titles):
             np.save(out / f"{stem}_{name}.npy", heatmap)
-            save_figure(explanation_figure([array], [heatmap], [title], name), out / f"{stem}_{name}.png")
+            save_figure(explanation_figure([array], [heatmap], [title], name, caption), out / f"{stem}_{name}.png")
             written.append(out / f"{stem}_{name}.png")
         if len(arrays) > 1:
-            save_figure(explanation_figure(arrays, heatmaps, titles, name), out / f"grid_{name}.png")
+            save_figure(explanation_figure(arrays, heatmaps, titles, name, caption), out / f"grid_{name}.png")
             written.append(out / f"grid_{name}.png")
         click.echo(f"{name}: {len(arrays)} image(s) in {seconds:.2f} s")
         for path in written:

@@ -118,6 +118,15 @@ def test_occlusion_peaks_where_the_model_looks():
     np.testing.assert_allclose(heatmap[far], base, rtol=1e-5)
 
 
+def test_relative_occlusion_is_the_change_against_the_unoccluded_loss():
+    model = region_model()
+    image = np.full((1, 16, 16, 3), 0.8, np.float32)
+    absolute = occlusion(model, image, [0], patch=3, fill="black")[0]
+    change = occlusion(model, image, [0], patch=3, fill="black", relative=True)[0]
+    np.testing.assert_allclose(change, absolute - loss_of(model, image[0], 0), atol=1e-6)
+    assert change.min() == pytest.approx(0.0, abs=1e-6)
+
+
 def test_occlusion_fill_equal_to_image_changes_nothing():
     model = region_model()
     image = np.full((1, 16, 16, 3), 1.0, np.float32)
@@ -247,7 +256,13 @@ def test_cli_label_and_fill_options(trained_run, runner, tmp_path):
             "--label", "kiwi", "--fill", "mean", "--stride", "4"]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert np.load(out / "red_occlusion.npy").shape == (32, 32)
+    absolute = np.load(out / "red_occlusion.npy")
+    assert absolute.shape == (32, 32)
+    result = runner.invoke(main, args + ["--delta"])
+    assert result.exit_code == 0, result.output
+    change = np.load(out / "red_occlusion.npy")
+    assert not np.allclose(change, absolute)
+    np.testing.assert_allclose(absolute - change, (absolute - change)[0, 0], rtol=1e-4)  # one constant shift
 
 
 def test_cli_uses_newest_run_by_default(trained_run, runner, tmp_path, monkeypatch):

@@ -21,12 +21,12 @@ def normalise(heatmap):
     return (heatmap - low) / (high - low) if high > low else np.zeros_like(heatmap)
 
 
-def draw_row(axes, image, heatmap, title, method):
+def draw_row(axes, image, heatmap, title, caption):
     original, raw, overlay = axes
     original.imshow(image, interpolation="nearest")
     original.set_title(title, fontsize=9)
     shown = raw.imshow(heatmap, cmap=COLORMAP, interpolation="nearest")
-    raw.set_title(CAPTIONS.get(method, method), fontsize=9)
+    raw.set_title(caption, fontsize=9)
     raw.figure.colorbar(shown, ax=raw, fraction=0.046, pad=0.04)
     overlay.imshow(image, interpolation="nearest")
     overlay.imshow(normalise(heatmap), cmap=COLORMAP, alpha=0.55, vmin=0, vmax=1, interpolation="nearest")
@@ -36,11 +36,12 @@ def draw_row(axes, image, heatmap, title, method):
         axis.set_yticks([])
 
 
-def explanation_figure(images, heatmaps, titles, method):
+def explanation_figure(images, heatmaps, titles, method, caption=None):
     """One row per image; returns the matplotlib Figure."""
+    caption = caption or CAPTIONS.get(method, method)
     figure, axes = plt.subplots(len(images), 3, figsize=(10, 3.3 * len(images)), squeeze=False)
     for row, image, heatmap, title in zip(axes, images, heatmaps, titles):
-        draw_row(row, image, heatmap, title, method)
+        draw_row(row, image, heatmap, title, caption)
     figure.tight_layout()
     return figure
 

@@ -13,7 +13,7 @@ all in memory), and every batch has the same shape so it is traced once.
 import numpy as np
 import tensorflow as tf
 
-from fruitkeras.explain.targets import loss_function, resolve_labels
+from fruitkeras.explain.targets import loss_function, losses, resolve_labels
 
 NAMED_FILLS = {"white": (1.0, 1.0, 1.0), "grey": (0.5, 0.5, 0.5), "black": (0.0, 0.0, 0.0)}
 DEFAULT_FILL = "white"  # the Fruits-360 background; README "Occlusion fill" has the measurement
@@ -98,8 +98,11 @@ class OcclusionEngine:
 
 
 def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL, batch_size=256,
-              mean_colour=None, progress=False):
-    """Occlusion loss maps (N, H, W); with ``stride`` > 1 each grid cell's value fills the cell."""
+              mean_colour=None, relative=False, progress=False):
+    """Occlusion loss maps (N, H, W); with ``stride`` > 1 each grid cell's value fills the cell.
+
+    ``relative``: the change against the unoccluded image's loss instead.
+    """
     images = np.asarray(images, dtype=np.float32)
     labels = resolve_labels(model, images, labels)
     fill = parse_fill(fill, mean_colour) if isinstance(fill, str) else np.asarray(fill, np.float32)
@@ -116,4 +119,7 @@ def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL,
     for image, label in zip(images, labels):
         coarse = engine.losses(image, label, centres, fill, bar).reshape(len(rows), len(columns))
         maps.append(np.repeat(np.repeat(coarse, stride, axis=0), stride, axis=1)[:height, :width])
-    return np.stack(maps).astype(np.float32)
+    maps = np.stack(maps).astype(np.float32)
+    if relative:
+        maps -= losses(model, images, labels)[:, None, None]
+    return maps
