@@ -11,6 +11,7 @@ A run folder holds::
 """
 
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def train(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        (run_dir / ARCHITECTURE_COPY).write_text(json.dumps(architecture.source, indent=2) + "\n")
+        shutil.copyfile(architecture.path, run_dir / ARCHITECTURE_COPY)
         record = {
             "architecture": architecture.name,
             "architecture_file": str(architecture.path),

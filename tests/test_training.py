@@ -22,7 +22,7 @@ def test_train_writes_a_complete_run(trained_run):
     for name in ("model.keras", "history.csv", "architecture.json", "run.json", "learning_curves.png"):
         assert (run_dir / name).is_file(), name
     assert not (run_dir / "backup").exists()
-    assert json.loads((run_dir / "architecture.json").read_text()) == json.loads(TINY_ARCHITECTURE.read_text())
+    assert (run_dir / "architecture.json").read_text() == TINY_ARCHITECTURE.read_text()
 
 
 def test_history_has_every_epoch_with_timestamps(trained_run):
