@@ -72,7 +72,7 @@ class OcclusionEngine:
                 tf.TensorSpec((3,), tf.float32),
             ]
         )
-        def losses(image, label, centres, fill):
+        def occluded_losses(image, label, centres, fill):
             top = centres[:, 0:1] - before
             left = centres[:, 1:2] - before
             rows = tf.range(height)[None, :]
@@ -83,7 +83,7 @@ class OcclusionEngine:
             occluded = tf.where(hidden, fill, image[None])
             return loss(occluded, tf.fill((batch_size,), label))
 
-        self._losses = losses
+        self._occluded_losses = occluded_losses
 
     def losses(self, image, label, centres, fill, progress=None):
         """Loss for each (row, column) centre, in order."""
@@ -91,7 +91,7 @@ class OcclusionEngine:
         for start in range(0, len(centres), self.batch_size):
             chunk = centres[start : start + self.batch_size]
             padded = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - len(chunk), axis=0)])
-            results.append(self._losses(image, label, padded, fill).numpy()[: len(chunk)])
+            results.append(self._occluded_losses(image, label, padded, fill).numpy()[: len(chunk)])
             if progress is not None:
                 progress.add(len(chunk))
         return np.concatenate(results)
