@@ -20,7 +20,6 @@ class Evaluation:
     class_names: list
     labels: np.ndarray  # true class per image, indexing class_names
     probabilities: np.ndarray  # (images, classes)
-    skipped: list
 
     @property
     def predictions(self):
@@ -94,7 +93,7 @@ def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False):
         probabilities = np.concatenate([predict(images).numpy() for images, _ in dataset])
     finally:
         set_batch_stats_at_inference(model, False)
-    return Evaluation(class_names, ordered.labels, probabilities, split.skipped)
+    return Evaluation(class_names, ordered.labels, probabilities)
 
 
 def write_report(evaluation, out_dir, model_path, data_root, bn_train_mode=False):
