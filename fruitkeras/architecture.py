@@ -39,6 +39,12 @@ def _positive_int(value):
     return value
 
 
+def _non_negative_int(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("must be a non-negative integer")
+    return value
+
+
 def _positive_number(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError("must be a positive number")
@@ -98,7 +104,10 @@ def _augmentation(value):
     return defaults
 
 
-AUGMENTATION_DEFAULTS = {"flip": True, "rotation": 0.05, "zoom": 0.1, "brightness": 0.1}
+# Strengths: rotation as a fraction of a full turn either way, zoom and brightness
+# as fractions, hue as a fraction of the colour circle, saturation as a factor
+# spread (0.2: x0.8 to x1.2).  0 switches one off.
+AUGMENTATION_DEFAULTS = {"flip": True, "rotation": 0.05, "zoom": 0.1, "brightness": 0.1, "hue": 0.0, "saturation": 0.0}
 
 _POOL = {"pool_size": (_size, 2), "strides": (_optional(_size), None), "padding": (_one_of("valid", "same"), "valid")}
 
@@ -134,6 +143,17 @@ TRAINING_FIELDS = {
     "epochs": (_positive_int, 10),
     "augmentation": (_augmentation, None),  # None: off
     "validation_split": (_fraction, 0.1),
+    # Validation takes runs of this many consecutive frames together (1: single frames).
+    "validation_block": (_positive_int, 1),
+    # Optional parts of a recipe; the defaults leave training as plain as before.
+    "schedule": (_one_of("constant", "cosine"), "constant"),  # cosine: decay to 0 over all epochs, per step
+    "warmup_epochs": (_non_negative_int, 0),  # linear warm-up from 0 before the schedule
+    "weight_decay": (_fraction, 0.0),  # decoupled (AdamW-style) decay, any optimizer
+    "momentum": (_fraction, 0.9),  # sgd's momentum and rmsprop's
+    "label_smoothing": (_fraction, 0.0),
+    # Re-estimate batch-norm statistics after every epoch from this many clean
+    # training batches (precise BN, Wu & Johnson 2021); 0: keep the moving averages.
+    "precise_bn_batches": (_non_negative_int, 0),
 }
 
 INPUT_FIELDS = {"height": (_positive_int, REQUIRED), "width": (_positive_int, REQUIRED)}
@@ -221,8 +241,27 @@ def load_architecture(path):
     try:
         source = json.loads(text)
     except json.JSONDecodeError as error:
-        raise FruitkerasError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+        raise FruitkerasError(f"{path}: {describe_json_error(error)}") from None
     return parse_architecture(source, path)
+
+
+def describe_json_error(error):
+    """A JSONDecodeError as one whole sentence with the line's text.
+
+    Python's messages such as "Unterminated string starting at" expect a
+    position after them; the position leads the sentence instead.
+    """
+    where = f"line {error.lineno}, column {error.colno}"
+    message = error.msg[0].lower() + error.msg[1:]
+    if message.endswith(" starting at"):
+        message = message[: -len(" starting at")] + " starts here"
+    elif message.endswith(" at"):
+        message = message[: -len(" at")]
+    lines = error.doc.splitlines()
+    shown = lines[error.lineno - 1].strip() if 0 < error.lineno <= len(lines) else ""
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"invalid JSON at {where}: {message}" + (f" (the line reads: {shown})" if shown else "")
 
 
 def make_layer(kind, fields):
@@ -245,9 +284,77 @@ def make_layer(kind, fields):
     return classes[kind](**fields)
 
 
+def _window(kind, fields):
+    """(window, stride, padding) of a layer that slides over the image, else None."""
+    if kind == "conv":
+        return fields["kernel_size"], fields["strides"], fields["padding"]
+    if kind in ("maxpool", "avgpool"):
+        return fields["pool_size"], fields["strides"] or fields["pool_size"], fields["padding"]
+    return None
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, tuple) else (value, value)
+
+
+def _after(size, window, stride, padding):
+    """One axis's size after a sliding window; <= 0 when the window does not fit."""
+    if padding == "same":
+        return -(-size // stride)
+    return (size - window) // stride + 1 if size >= window else 0
+
+
+def check_sizes(architecture):
+    """Follow the image size through the layers; a window that does not fit is an error
+    naming the layer, the sizes that clash and the smallest input that would fit."""
+    height, width = architecture.input_size
+    trail = [f"{height}x{width}"]
+    for number, (kind, fields) in enumerate(architecture.layers, start=1):
+        if kind in ("flatten", "global_avg_pool", "global_max_pool", "dense"):
+            return
+        found = _window(kind, fields)
+        if found is None:
+            continue
+        window, stride, padding = (_pair(v) if not isinstance(v, str) else v for v in found)
+        new = [_after(n, w, s, padding) for n, w, s in zip((height, width), window, stride)]
+        if min(new) <= 0:
+            smallest = [_smallest_input(architecture, axis, number) for axis in (0, 1)]
+            raise FruitkerasError(
+                f"{architecture.path}: layer {number} ({kind}) does not fit the shape before it: its "
+                f"{window[0]}x{window[1]} window ('valid' padding) is larger than the {height}x{width} map it gets "
+                f"(input {' -> '.join(trail)}); the smallest input these layers take is "
+                f"{smallest[0]}x{smallest[1]} (height x width)"
+            )
+        if new != [height, width]:
+            trail.append(f"{new[0]}x{new[1]}")
+        height, width = new
+
+
+def _size_after(size, architecture, axis, up_to):
+    """One axis's size after the first ``up_to`` layers; 0 when a window does not fit."""
+    for kind, fields in architecture.layers[:up_to]:
+        found = _window(kind, fields)
+        if found is not None:
+            window, stride, padding = found
+            size = _after(size, _pair(window)[axis], _pair(stride)[axis], padding)
+            if size <= 0:
+                return 0
+    return size
+
+
+def _smallest_input(architecture, axis, up_to):
+    """The smallest size along ``axis`` that every window up to layer ``up_to`` fits."""
+    size = 1
+    while _size_after(size, architecture, axis, up_to) <= 0:
+        size += 1
+    return size
+
+
 def build_model(architecture, num_classes):
     """The architecture as a ``keras.Sequential`` ending in a softmax over ``num_classes``."""
     import keras
+
+    check_sizes(architecture)
 
     model = keras.Sequential(name=architecture.name)
     model.add(keras.Input(shape=architecture.input_shape))

@@ -1,19 +1,57 @@
-"""Callbacks that add to Keras's own training log."""
+"""Callbacks that add to Keras's own training log.
 
+Keras hands one logs dict to every callback in turn, so the order matters:
+``EpochEvaluation`` adds the validation and test metrics first, the console
+line or progress bar shows them, ``EpochTimestamp`` adds the time (a string
+the progress bar could not format), and ``EpochCSVLogger`` writes it all.
+"""
+
+import signal
+import sys
+import threading
 import time
 from datetime import datetime
 
 import keras
 
 
+def now_iso():
+    """Local wall-clock time, ISO 8601 with its UTC offset, to the second."""
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+class EpochEvaluation(keras.callbacks.Callback):
+    """At each epoch's end: optionally re-estimate batch-norm statistics
+    (precise BN), then add ``val_loss``/``val_accuracy`` and
+    ``test_loss``/``test_accuracy`` to the logs.
+
+    Both are evaluated with the moving statistics (inference mode), after the
+    re-estimate when there is one.  The test metrics are only logged: nothing
+    in training reads them (no early stopping, no checkpoint choice).
+    """
+
+    def __init__(self, validation=None, test=None, statistics_data=None, statistics_batches=0):
+        super().__init__()
+        self.sets = [(prefix, data) for prefix, data in (("val", validation), ("test", test)) if data is not None]
+        self.statistics_data = statistics_data
+        self.statistics_batches = statistics_batches
+
+    def on_epoch_end(self, epoch, logs=None):
+        from fruitkeras.evaluation import loss_and_accuracy
+        from fruitkeras.precise_bn import recompute_batchnorm_statistics
+
+        if logs is None:
+            return
+        if self.statistics_batches:
+            recompute_batchnorm_statistics(self.model, self.statistics_data, self.statistics_batches)
+        for prefix, data in self.sets:
+            loss, accuracy = loss_and_accuracy(self.model, data() if callable(data) else data)
+            logs[f"{prefix}_loss"], logs[f"{prefix}_accuracy"] = loss, accuracy
+
+
 class EpochTimestamp(keras.callbacks.Callback):
     """Adds ``timestamp`` (local ISO wall-clock time at the epoch's end) and
-    ``epoch_seconds`` (its duration, validation included) to each epoch's logs.
-
-    Keras hands one logs dict to every callback in turn, so a CSVLogger placed
-    after this one writes both columns.  It must come after the ProgbarLogger,
-    which cannot format a string.
-    """
+    ``epoch_seconds`` (its duration, evaluations included) to each epoch's logs."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
@@ -22,14 +60,85 @@ class EpochTimestamp(keras.callbacks.Callback):
         if logs is None:
             return
         logs["epoch_seconds"] = round(time.perf_counter() - self._started, 3)
-        logs["timestamp"] = datetime.now().astimezone().isoformat(timespec="seconds")
+        logs["timestamp"] = now_iso()
 
 
-def logging_callbacks(history_path, backup_dir, append):
-    """Progress bar, timestamps, resumable backup and the CSV log, in the order they must run."""
-    return [
-        keras.callbacks.ProgbarLogger(),
+class EpochLine(keras.callbacks.Callback):
+    """One plain line per epoch, for logs and pipes (no bar, no colour codes)."""
+
+    SHOWN = ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+
+    def __init__(self, epochs, stream=None):
+        super().__init__()
+        self.epochs = epochs
+        self.stream = stream
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        parts = [f"epoch {epoch + 1}/{self.epochs}"]
+        parts += [f"{name} {logs[name]:.4f}" for name in self.SHOWN if name in logs]
+        if "epoch_seconds" in logs:
+            parts.append(f"{logs['epoch_seconds']:.1f} s")
+        if "timestamp" in logs:
+            parts.append(logs["timestamp"])
+        print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
+
+
+class EpochCSVLogger(keras.callbacks.CSVLogger):
+    """Keras's CSVLogger with epochs numbered from 1, as the console and plots count them."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+class StopAtSafePoint(keras.callbacks.Callback):
+    """Turns Ctrl-C into a stop at the next batch or epoch boundary.
+
+    A KeyboardInterrupt raised wherever Python happens to be can land in a
+    ``__del__`` or a library's cleanup, where Python prints and drops it, and
+    training runs on.  While this is installed (``with stopper:``), SIGINT only
+    sets a flag; the callback raises KeyboardInterrupt from Keras's own loop,
+    after the callbacks before it have finished the epoch's log and backup.  A
+    second Ctrl-C interrupts at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_signal)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        return False
+
+    def _on_signal(self, signum, frame):
+        if self.requested:  # asked twice: the user means now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def _check(self, *args, **kwargs):
+        if self.requested:
+            raise KeyboardInterrupt
+
+    on_epoch_begin = on_epoch_end = on_train_batch_end = on_test_batch_end = _check
+
+
+def logging_callbacks(history_path, backup_dir, append, epochs, evaluation, progress_bar):
+    """Evaluation, console output, timestamps, resumable backup, the CSV log and the Ctrl-C stop, in the order they must run."""
+    console = [keras.callbacks.ProgbarLogger()] if progress_bar else []
+    line = [] if progress_bar else [EpochLine(epochs)]
+    return [evaluation] + console + [
         EpochTimestamp(),
+        *line,
         keras.callbacks.BackupAndRestore(str(backup_dir)),
-        keras.callbacks.CSVLogger(str(history_path), append=append),
+        EpochCSVLogger(str(history_path), append=append),
+        StopAtSafePoint(),  # last: an epoch's row and backup are written before it stops
     ]
+

@@ -1,4 +1,4 @@
-"""The ``fruitkeras`` command: train, eval, explain.
+"""The ``fruitkeras`` command: train, eval, explain, predict, runs.
 
 Settings come from the architecture file; options only override them.
 TensorFlow is imported inside the commands so that ``--help`` is instant.
@@ -91,29 +91,33 @@ def load_tensorflow():
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the file's training.epochs.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write the run (default: runs/<name>-<date-time>).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the split, shuffling and weights.")
+@click.option("--seed", type=int, help="Seed for the split, shuffling and weights (default 0).")
 @click.option("--limit-per-class", type=click.IntRange(min=1), help="Use at most N training images per class (smoke runs).")
+@click.option("--test-eval/--no-test-eval", "test_evaluation", default=None,
+              help="Log Test/ accuracy and loss after every epoch (default: on when Test/ exists).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(architecture, data, epochs, run_dir, seed, limit_per_class, resume, quiet):
+@click.option("--quiet", is_flag=True, help="No progress bar: one line per epoch (always so when not on a terminal).")
+def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evaluation, resume, quiet):
     """Train the model described by ARCHITECTURE (a JSON file).
 
-    Writes model.keras, history.csv (every epoch with timestamp and seconds),
-    the architecture copy and learning curves into the run folder.
+    Writes model.keras, history.csv (every epoch with timestamp, seconds,
+    validation and test metrics), the architecture copy and learning curves
+    into the run folder.
 
     \b
     Examples:
-      fruitkeras train architectures/vgg_small.json --data ../shared/data/fruits-360-4class
+      fruitkeras train architectures/vgg_small.json --data ../shared/data/fruits-360-77class
       fruitkeras train architectures/vgg_small.json --epochs 2 --limit-per-class 20 --run-dir runs/smoke
       fruitkeras train architectures/vgg_small.json --run-dir runs/smoke --resume
     """
+    if resume and run_dir is None:
+        raise click.UsageError("--resume needs --run-dir (the run to continue)")
     load_tensorflow()
     from fruitkeras.training import train as run_training
 
-    if resume and run_dir is None:
-        raise click.UsageError("--resume needs --run-dir (the run to continue)")
     done = run_training(architecture, data=data, run_dir=run_dir, epochs=epochs, seed=seed,
-                        limit_per_class=limit_per_class, resume=resume, verbose=0 if quiet else 1)
+                        limit_per_class=limit_per_class, resume=resume, test_evaluation=test_evaluation,
+                        verbose=2 if sys.stdout.isatty() and not quiet else 1)
     click.echo(f"saved {done / 'model.keras'}; evaluate with: fruitkeras eval {done}")
 
 
@@ -122,7 +126,8 @@ def train(architecture, data, epochs, run_dir, seed, limit_per_class, resume, qu
 @click.option("--data", help="Dataset folder (holds Test/).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write the reports (default: the model's folder).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Test images per forward pass.")
 @click.option("--bn-train-mode", is_flag=True,
               help="Normalise with each batch's statistics instead of the moving ones.")
 def evaluate(run_or_model, data, out, batch_size, bn_train_mode):
@@ -139,7 +144,7 @@ def evaluate(run_or_model, data, out, batch_size, bn_train_mode):
     load_tensorflow()
     from fruitkeras import data as datalib
     from fruitkeras.evaluation import evaluate as run_evaluation
-    from fruitkeras.evaluation import write_report
+    from fruitkeras.evaluation import top_confusions, write_report
     from fruitkeras.runs import load_model, resolve_model_path
 
     model_path = resolve_model_path(run_or_model)
@@ -154,25 +159,18 @@ def evaluate(run_or_model, data, out, batch_size, bn_train_mode):
     width = max(len(name) for name in table["class"])
     for row in table.itertuples():
         click.echo(f"  {row[1]:<{width}}  {row.accuracy:.4f}  ({row.correct}/{row.images})")
+    confusions = top_confusions(result.confusion, result.class_names, 5)
+    if confusions:
+        click.echo("most frequent confusions: " + "; ".join(f"{t} -> {p} ({n})" for t, p, n in confusions))
     for path in write_report(result, out or model_path.parent, model_path, data_root, bn_train_mode):
         click.echo(f"wrote {path}")
 
 
-EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion")
-
-
-def unique_stems(paths):
-    """File stems for output names; repeated stems get -2, -3, ..."""
-    seen, stems = {}, []
-    for path in paths:
-        stem = Path(path).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
-    return stems
+EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion")  # fruitkeras.explain.METHODS, without importing TF
 
 
 @main.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True)
 @click.option("--method", "methods", type=click.Choice(EXPLAIN_METHODS + ("all",)), multiple=True,
               default=["gradient"], show_default=True, help="Repeat for several methods; 'all' runs every one.")
 @click.option("--model", "model_arg", type=click.Path(path_type=Path),
@@ -190,81 +188,77 @@ def unique_stems(paths):
 @click.option("--noise", type=click.FloatRange(min=0), default=0.15, show_default=True, help="SmoothGrad noise std.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Occluded images per forward pass (bounds memory).")
+@click.option("--shared-scale", is_flag=True, help="One colour scale for every row of the grid figure.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("explanations"),
-              show_default=True)
-def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduce, samples, noise, batch_size, out):
+              show_default=True, help="Folder for the figures (.png) and raw maps (.npy).")
+def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduce, samples, noise, batch_size,
+            shared_scale, out):
     """Explain the model's decision on each image with a heatmap.
 
-    Writes <image>_<method>.png (original, heatmap, overlay) and the raw map as
-    <image>_<method>.npy into --out, and grid_<method>.png for several images.
-    Images of any size or mode are converted as in training.
+    IMAGES are files, folders (all their images) or globs.  Writes
+    <image>_<method>-<options>.png (original, heatmap, overlay) and the raw map
+    as .npy into --out, and grid_<method>-<options>.png for several images;
+    other options give other file names.  Images of any size or mode are
+    converted as in training.
 
     \b
     Examples:
-      fruitkeras explain photo.jpg
-      fruitkeras explain a.jpg b.png --method gradient --method occlusion --model runs/fruits4-vgg_small
-      fruitkeras explain a.jpg --method all --label lemon
-      fruitkeras explain a.jpg --method occlusion --patch 10 --stride 2 --fill grey
+      fruitkeras explain samples/Beetroot.jpg
+      fruitkeras explain a.jpg b.png --method gradient --method occlusion --model runs/fruits77-vgg_small
+      fruitkeras explain a.jpg --method all --label "Apple Braeburn"
+      fruitkeras explain 'photos/*.jpg' --method occlusion --patch 10 --stride 2 --fill grey
     """
     load_tensorflow()
-    import time
+    from fruitkeras.explain.report import ExplainOptions, explain_files
+    from fruitkeras.runs import resolve_model_path
 
-    import numpy as np
+    chosen = EXPLAIN_METHODS if "all" in methods else tuple(dict.fromkeys(methods))  # keeps order, drops repeats
+    options = ExplainOptions(reduce=reduce, samples=samples, noise=noise, patch=patch, stride=stride, fill=fill,
+                             delta=delta, batch_size=batch_size,
+                             progress=sys.stdout.isatty())  # a bar for a person watching, not for logs and pipes
+    explain_files(resolve_model_path(model_arg), images, chosen, options, out, label, shared_scale, echo=click.echo)
 
-    from fruitkeras.data import load_image
-    from fruitkeras.explain import METHODS
-    from fruitkeras.explain.drawing import explanation_figure, save_figure
-    from fruitkeras.explain.occlusion import parse_fill
-    from fruitkeras.explain.targets import losses, predict
-    from fruitkeras.runs import load_model, resolve_model_path
 
-    model_path = resolve_model_path(model_arg)
-    model, metadata = load_model(model_path)
-    classes = metadata["class_names"]
-    if label is not None and label not in classes:
-        raise FruitkerasError(f"unknown --label '{label}'; the model knows: {', '.join(classes)}")
-    try:
-        fill_value = parse_fill(fill, metadata.get("mean_colour"))
-    except ValueError as error:
-        raise FruitkerasError(str(error)) from None
-    arrays = np.stack([load_image(path, metadata["input_size"]) for path in images])
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--model", "model_arg", type=click.Path(path_type=Path),
+              help="Run folder or model file (default: the newest run in runs/).")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="How many classes per image.")
+@click.option("--format", "style", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def predict(images, model_arg, top, style):
+    """The most probable classes for each image, with probabilities.
 
-    probabilities = predict(model, arrays)
-    predicted = probabilities.argmax(axis=1)
-    targets = np.full(len(arrays), classes.index(label)) if label else predicted
-    titles = []
-    for path, guess, target, row, loss in zip(images, predicted, targets, probabilities, losses(model, arrays, targets)):
-        title = f"{Path(path).name}: {classes[guess]} ({row[guess]:.1%})"
-        titles.append(f"{title}\nexplaining '{classes[target]}', loss {loss:.3g}")
+    IMAGES are files, folders (all their images) or globs; images of any size
+    or mode are converted as in training.
 
-    options = {
-        "gradient": {"reduce": reduce},
-        "gradxinput": {"reduce": reduce},
-        "smoothgrad": {"reduce": reduce, "samples": samples, "noise": noise},
-        "occlusion": {"patch": patch, "stride": stride, "fill": fill_value, "batch_size": batch_size, "relative": delta,
-                      # a bar for a person watching a long job, not for logs and pipes
-                      "progress": sys.stdout.isatty() and arrays[..., 0].size // stride**2 > 10000},
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    click.echo(f"model: {model_path}")
-    stems = unique_stems(images)
-    chosen = EXPLAIN_METHODS if "all" in methods else dict.fromkeys(methods)  # keeps order, drops repeats
-    for name in chosen:
-        started = time.perf_counter()
-        heatmaps = METHODS[name](model, arrays, targets, **options[name])
-        seconds = time.perf_counter() - started
-        caption = "loss change with patch centred here" if name == "occlusion" and delta else None
-        written = []
-        for stem, array, heatmap, title in zip(stems, arrays, heatmaps, titles):
-            np.save(out / f"{stem}_{name}.npy", heatmap)
-            save_figure(explanation_figure([array], [heatmap], [title], name, caption), out / f"{stem}_{name}.png")
-            written.append(out / f"{stem}_{name}.png")
-        if len(arrays) > 1:
-            save_figure(explanation_figure(arrays, heatmaps, titles, name, caption), out / f"grid_{name}.png")
-            written.append(out / f"grid_{name}.png")
-        click.echo(f"{name}: {len(arrays)} image(s) in {seconds:.2f} s")
-        for path in written:
-            click.echo(f"  wrote {path}")
+    \b
+    Examples:
+      fruitkeras predict samples/
+      fruitkeras predict photo.jpg --top 3 --model runs/fruits77-vgg_small
+      fruitkeras predict 'photos/*.jpg' --format csv > predictions.csv
+    """
+    load_tensorflow()
+    from fruitkeras.prediction import predict_files
+    from fruitkeras.runs import resolve_model_path
+
+    click.echo(predict_files(resolve_model_path(model_arg), images, top, style))
+
+
+@main.command(name="runs")
+@click.argument("runs_dir", required=False, default="runs", type=click.Path(file_okay=False, path_type=Path))
+def list_runs(runs_dir):
+    """One line per run: architecture, epochs done, finished or interrupted, test accuracy, date.
+
+    \b
+    Examples:
+      fruitkeras runs
+      fruitkeras runs /tmp/experiments
+    """
+    from fruitkeras.runs import describe_runs, format_runs
+
+    if not runs_dir.is_dir():
+        raise FruitkerasError(f"{runs_dir}: no such folder")
+    click.echo(format_runs(describe_runs(runs_dir), runs_dir))
 
 
 if __name__ == "__main__":

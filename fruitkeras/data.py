@@ -7,6 +7,7 @@ training, evaluation and explanation alike.
 
 import io
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,15 +98,27 @@ def load_image(path, size):
 
 @dataclass
 class Split:
-    """The usable images of one split, labels indexing ``class_names``."""
+    """The images of one split, labels indexing ``class_names``.
+
+    ``images`` is None until the files are decoded (``decode_split``); then it
+    holds every usable image as uint8 (N, H, W, 3) and ``paths``/``labels``
+    list those images only.
+    """
 
     paths: list
     labels: np.ndarray
     class_names: list
-    skipped: list  # (path, reason) for files that could not be read
+    skipped: list  # (path, reason) for files that could not be used
+    images: np.ndarray = None
 
     def __len__(self):
         return len(self.paths)
+
+    def subset(self, mask):
+        """The images selected by a boolean or index array (no file is read)."""
+        paths = np.asarray(self.paths)[mask]
+        images = None if self.images is None else self.images[mask]
+        return Split(list(paths), self.labels[mask], self.class_names, [], images)
 
 
 def class_folders(split_dir):
@@ -118,34 +131,90 @@ def class_folders(split_dir):
 
 
 def scan_split(split_dir, limit_per_class=None, seed=0):
-    """List and check the images of a split; unreadable files are skipped and reported."""
+    """List the image files of a split, reading no image.
+
+    Files without an image suffix are skipped and reported; a class folder
+    with no image file is an error.  Decoding (and finding corrupt files) is
+    ``decode_split``'s job, so every image is decoded once.
+    """
     split_dir = Path(split_dir)
     class_names = class_folders(split_dir)
     rng = np.random.default_rng(seed)
     paths, labels, skipped = [], [], []
     for label, name in enumerate(class_names):
-        files = sorted(
-            p for p in (split_dir / name).iterdir() if p.is_file() and not p.name.startswith(".")
-        )
+        files = sorted(p for p in (split_dir / name).iterdir() if p.is_file() and not p.name.startswith("."))
         good = []
         for path in files:
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                good.append(path)
+            else:
                 skipped.append((path, "not an image file name"))
-                continue
-            try:
-                read_rgb(path)
-            except ImageError as error:
-                skipped.append((path, str(error).split(": ", 1)[-1]))
-                continue
-            good.append(path)
         if not good:
-            raise FruitkerasError(f"{split_dir / name}: class '{name}' has no readable images")
+            raise FruitkerasError(f"{split_dir / name}: class '{name}' has no image files")
         if limit_per_class and len(good) > limit_per_class:
             chosen = rng.choice(len(good), size=limit_per_class, replace=False)
             good = [good[i] for i in sorted(chosen)]
         paths += [str(p) for p in good]
         labels += [label] * len(good)
     return Split(paths, np.asarray(labels, dtype=np.int32), class_names, skipped)
+
+
+def decode_split(split, size):
+    """Decode every file of a listed split once; returns a new Split holding the uint8 images.
+
+    JPEGs of exactly ``size`` (the dataset's own files) are decoded by
+    TensorFlow's parallel decoder with libjpeg's accurate integer DCT, which
+    gives the very pixels PIL gives; every other file (another size, PNG,
+    grey, transparent, or one TensorFlow cannot read) goes through
+    ``load_rgb``, as in explanations.  Files neither can read move to
+    ``skipped``; a class left with no image is an error.
+    """
+    import tensorflow as tf
+
+    height, width = size
+    images = np.zeros((len(split), height, width, 3), dtype=np.uint8)
+    done = np.zeros(len(split), dtype=bool)
+
+    def decode(index, path):
+        contents = tf.io.read_file(path)
+        # decode_jpeg reads PNG and GIF too, but would drop their transparency: JPEGs only.
+        image = tf.cond(tf.io.is_jpeg(contents),
+                        lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
+                        lambda: tf.zeros((0, 0, 3), tf.uint8))
+        fits = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
+        image = tf.cond(fits, lambda: image, lambda: tf.zeros((height, width, 3), tf.uint8))
+        image.set_shape((height, width, 3))
+        return index, image, fits
+
+    listed = tf.data.Dataset.from_tensor_slices((np.arange(len(split)), np.asarray(split.paths, dtype=str)))
+    decoded = listed.map(decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()  # failures: PIL's turn
+    for indices, batch, fits in decoded.batch(512).as_numpy_iterator():
+        images[indices[fits]] = batch[fits]
+        done[indices[fits]] = True
+
+    failures = {}
+    for index in np.flatnonzero(~done):
+        try:
+            images[index] = load_rgb(split.paths[index], size)
+        except ImageError as error:
+            failures[index] = str(error).split(": ", 1)[-1]
+    readable = np.ones(len(split), dtype=bool)
+    readable[list(failures)] = False
+    skipped = list(split.skipped) + [(Path(split.paths[i]), reason) for i, reason in failures.items()]
+    for label, name in enumerate(split.class_names):
+        if not readable[split.labels == label].any():
+            folder = Path(split.paths[int(np.argmax(split.labels == label))]).parent
+            raise FruitkerasError(f"{folder}: class '{name}' has no readable images")
+    if readable.all():  # the usual case: no copy of the (large) image array
+        return Split(split.paths, split.labels, split.class_names, skipped, images)
+    kept = split.subset(readable)
+    kept.skipped, kept.images = skipped, images[readable]
+    return kept
+
+
+def read_split(split_dir, size, limit_per_class=None, seed=0):
+    """``scan_split`` then ``decode_split``: the usable images of a split folder."""
+    return decode_split(scan_split(split_dir, limit_per_class, seed), size)
 
 
 def report_skipped(split, stream=None):
@@ -172,54 +241,82 @@ def check_same_classes(expected, found, expected_what, found_what):
     raise FruitkerasError(f"class mismatch between {expected_what} and {found_what}: " + "; ".join(parts))
 
 
-def split_validation(split, fraction, seed):
-    """Carve a stratified validation share out of a split, reproducibly."""
+def natural_key(path):
+    """Sort key that orders r_9_100.jpg before r_10_100.jpg (Fruits-360 numbers its frames)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", Path(path).name)]
+
+
+def split_validation(split, fraction, seed, block=1):
+    """Carve a stratified validation share out of a split, reproducibly.
+
+    ``block`` > 1 takes runs of that many consecutive frames (in natural file
+    name order) together: Fruits-360 photos are frames of one rotating fruit,
+    so a frame's neighbours are near-copies of it, and a validation frame
+    whose neighbours are in training measures memory more than recognition.
+    """
     if fraction <= 0:
         return split, None
     rng = np.random.default_rng(seed)
     val_mask = np.zeros(len(split), dtype=bool)
     for label in range(len(split.class_names)):
         members = np.flatnonzero(split.labels == label)
-        count = int(round(len(members) * fraction))
-        if count >= len(members):
-            count = len(members) - 1
-        val_mask[rng.choice(members, size=count, replace=False)] = True
-    paths = np.asarray(split.paths)
-    train = Split(list(paths[~val_mask]), split.labels[~val_mask], split.class_names, split.skipped)
-    val = Split(list(paths[val_mask]), split.labels[val_mask], split.class_names, [])
+        members = sorted(members, key=lambda i: natural_key(split.paths[i]))
+        count = min(int(round(len(members) * fraction)), len(members) - 1)
+        runs = [members[start : start + block] for start in range(0, len(members), block)]
+        chosen = []
+        for run in (runs[i] for i in rng.permutation(len(runs))):
+            if len(chosen) >= count:
+                break
+            chosen.extend(run[: count - len(chosen)])
+        val_mask[chosen] = True
+    train, val = split.subset(~val_mask), split.subset(val_mask)
+    train.skipped = split.skipped
     return train, (val if len(val) else None)
 
 
-def make_dataset(split, size, batch_size, shuffle=False, seed=0, augmenter=None):
-    """A tf.data pipeline: decode+resize (in parallel), cache uint8, shuffle, batch, scale, augment, prefetch."""
+def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None):
+    """A tf.data pipeline over a decoded split: (shuffle), batch, scale to [0, 1], (augment), prefetch.
+
+    The images stay one uint8 tensor in memory and batches are gathered from
+    it by index, so a reshuffle each epoch costs nothing.  Shuffled (training)
+    pipelines drop the last partial batch: a batch of a few images gives
+    batch-norm statistics far from the population's, and with momentum 0.9 one
+    such batch at the end of every epoch moved the moving statistics right
+    before each evaluation.
+    """
     import tensorflow as tf
 
-    height, width = size
-
-    def decode(path):
-        return load_rgb(path.decode(), size)
-
-    def load(path, label):
-        image = tf.numpy_function(decode, [path], tf.uint8, stateful=False)
-        image.set_shape((height, width, 3))
-        return image, label
-
-    dataset = tf.data.Dataset.from_tensor_slices((np.asarray(split.paths), split.labels))
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    if split.images is None:
+        raise ValueError("make_dataset needs a decoded split (decode_split)")
+    images = tf.constant(split.images)
+    labels = tf.constant(split.labels)
+    indices = tf.data.Dataset.range(len(split))
     if shuffle:
-        dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32) * PIXEL_SCALE, y), num_parallel_calls=tf.data.AUTOTUNE)
+        indices = indices.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+    indices = indices.batch(batch_size, drop_remainder=shuffle and len(split) >= batch_size)
+
+    def gather(index):
+        return tf.cast(tf.gather(images, index), tf.float32) * PIXEL_SCALE, tf.gather(labels, index)
+
+    dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     if augmenter is not None:
-        dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(lambda x, y: (augmenter(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def make_augmenter(settings, seed=0):
-    """Keras preprocessing layers for the training pipeline only; None when off."""
-    if not settings:
+    """The training pipeline's augmentation as a function of a float batch in [0, 1]; None when off.
+
+    Geometry comes from Keras preprocessing layers (edges filled white like the
+    background); colour is jittered per image: hue shifted by up to ``hue`` of
+    the colour circle, saturation scaled by up to ``saturation`` either way,
+    brightness shifted by up to ``brightness``.  White stays white under hue and
+    saturation changes, so the background does not move.
+    """
+    if not settings or not any(settings.values()):
         return None
     import keras
+    import tensorflow as tf
 
     layers = []
     if settings["flip"]:
@@ -228,14 +325,32 @@ def make_augmenter(settings, seed=0):
         layers.append(keras.layers.RandomRotation(settings["rotation"], fill_mode="constant", fill_value=1.0, seed=seed))
     if settings["zoom"]:
         layers.append(keras.layers.RandomZoom(settings["zoom"], fill_mode="constant", fill_value=1.0, seed=seed))
-    if settings["brightness"]:
-        layers.append(keras.layers.RandomBrightness(settings["brightness"], value_range=(0.0, 1.0), seed=seed))
-    return keras.Sequential(layers, name="augmentation") if layers else None
+    geometry = keras.Sequential(layers, name="augmentation") if layers else None
+    hue, saturation, brightness = settings["hue"], settings["saturation"], settings["brightness"]
+
+    def per_image(batch, spread, centre=0.0):
+        return centre + tf.random.uniform((tf.shape(batch)[0], 1, 1), -spread, spread)
+
+    def augment(batch):
+        if geometry is not None:
+            batch = geometry(batch, training=True)
+        if hue or saturation:
+            hsv = tf.image.rgb_to_hsv(tf.clip_by_value(batch, 0.0, 1.0))
+            h, s, v = tf.unstack(hsv, axis=-1)
+            if hue:
+                h = tf.math.floormod(h + per_image(batch, hue), 1.0)
+            if saturation:
+                s = tf.clip_by_value(s * per_image(batch, saturation, 1.0), 0.0, 1.0)
+            batch = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1))
+        if brightness:
+            batch = batch + per_image(batch, brightness)[..., None]
+        return tf.clip_by_value(batch, 0.0, 1.0)
+
+    return augment
 
 
-def mean_colour(split, size, sample=200, seed=0):
-    """Mean RGB in [0, 1] over a sample of the split (stored with the model for occlusion fills)."""
+def mean_colour(split, sample=200, seed=0):
+    """Mean RGB in [0, 1] over a sample of a decoded split (stored with the model for occlusion fills)."""
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(split), size=min(sample, len(split)), replace=False)
-    pixels = [load_image(split.paths[i], size).reshape(-1, 3).mean(axis=0) for i in chosen]
-    return [float(v) for v in np.mean(pixels, axis=0)]
+    return [float(v) for v in split.images[np.sort(chosen)].reshape(-1, 3).mean(axis=0) * PIXEL_SCALE]

@@ -59,6 +59,38 @@ class Evaluation:
         )
 
 
+def predict_probabilities(model, dataset):
+    """Class probabilities for every batch of ``dataset`` (inference mode), with the labels."""
+    import tensorflow as tf
+
+    # One compiled function per model: retracing for every call would cost more than the predictions.
+    predict = model.__dict__.get("_fruitkeras_predict")
+    if predict is None:
+        predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        model.__dict__["_fruitkeras_predict"] = predict
+    probabilities, labels = [], []
+    for images, batch_labels in dataset:
+        probabilities.append(predict(images).numpy())
+        labels.append(np.asarray(batch_labels))
+    return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def loss_and_accuracy(model, dataset):
+    """Mean cross-entropy and accuracy over a dataset of (images, labels) batches."""
+    probabilities, labels = predict_probabilities(model, dataset)
+    result = Evaluation(list(range(probabilities.shape[1])), labels, probabilities)
+    return result.loss, result.accuracy
+
+
+def top_confusions(confusion, class_names, count=10):
+    """The ``count`` largest off-diagonal cells as (true, predicted, images), largest first."""
+    off = np.array(confusion, copy=True)
+    np.fill_diagonal(off, 0)
+    order = np.argsort(off, axis=None)[::-1][:count]
+    cells = [np.unravel_index(index, off.shape) for index in order]
+    return [(class_names[t], class_names[p], int(off[t, p])) for t, p in cells if off[t, p] > 0]
+
+
 def set_batch_stats_at_inference(model, enabled):
     """Make every BatchNorm layer normalise with batch statistics at inference."""
     for layer in model.layers:
@@ -73,27 +105,23 @@ def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False):
     ``bn_train_mode`` batch-norm layers use each batch's own statistics; the
     images are then shuffled so that a batch is not all one class.
     """
-    import tensorflow as tf
-
     class_names = metadata["class_names"]
-    split = datalib.scan_split(Path(data_root) / datalib.TEST_SPLIT)
+    split = datalib.read_split(Path(data_root) / datalib.TEST_SPLIT, tuple(metadata["input_size"]))
     datalib.report_skipped(split)
     datalib.check_same_classes(class_names, split.class_names, "the model", f"{data_root}/Test/")
     to_model = np.asarray([class_names.index(name) for name in split.class_names])
-    labels = to_model[split.labels]
     order = np.arange(len(split))
     if bn_train_mode:
         order = np.random.default_rng(0).permutation(len(split))
-    ordered = datalib.Split([split.paths[i] for i in order], labels[order], class_names, [])
-    dataset = datalib.make_dataset(ordered, tuple(metadata["input_size"]), batch_size)
+    ordered = split.subset(order)
+    ordered.labels = to_model[ordered.labels]
 
     set_batch_stats_at_inference(model, bn_train_mode)
     try:
-        predict = tf.function(lambda x: model(x, training=False))
-        probabilities = np.concatenate([predict(images).numpy() for images, _ in dataset])
+        probabilities, labels = predict_probabilities(model, datalib.make_dataset(ordered, batch_size))
     finally:
         set_batch_stats_at_inference(model, False)
-    return Evaluation(class_names, ordered.labels, probabilities)
+    return Evaluation(class_names, labels, probabilities)
 
 
 def write_report(evaluation, out_dir, model_path, data_root, bn_train_mode=False):
@@ -119,7 +147,9 @@ def write_report(evaluation, out_dir, model_path, data_root, bn_train_mode=False
     return paths
 
 
-def plot_confusion(evaluation, out_path):
+def plot_confusion(evaluation, out_path, top=15):
+    """Row-normalised confusion matrix, and beside it the most frequent confusions as bars
+    (at 77 classes the matrix alone is too fine to read)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,15 +157,18 @@ def plot_confusion(evaluation, out_path):
 
     matrix = evaluation.confusion
     names = evaluation.class_names
-    side = max(4.0, 0.35 * len(names) + 2)
-    figure, axis = plt.subplots(figsize=(side + 1, side))
+    pairs = top_confusions(matrix, names, top)
+    side = max(4.0, 0.17 * len(names) + 3) if len(names) > 30 else max(4.0, 0.35 * len(names) + 2)
+    figure, axes = plt.subplots(1, 2, figsize=(side * 1.9, side), gridspec_kw={"width_ratios": [1.25, 1]})
+    axis, bars = axes
     # Row-normalised colours, so small classes are as visible as big ones.
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     figure.colorbar(image, ax=axis, fraction=0.046, label="share of true class")
     ticks = np.arange(len(names))
-    axis.set_xticks(ticks, names, rotation=90 if len(names) > 6 else 0)
-    axis.set_yticks(ticks, names)
+    fontsize = 8 if len(names) <= 30 else 6
+    axis.set_xticks(ticks, names, rotation=90 if len(names) > 6 else 0, fontsize=fontsize)
+    axis.set_yticks(ticks, names, fontsize=fontsize)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     if len(names) <= 30:
@@ -144,6 +177,18 @@ def plot_confusion(evaluation, out_path):
                 colour = "white" if shares[row, column] > 0.5 else "black"
                 axis.text(column, row, str(matrix[row, column]), ha="center", va="center", color=colour, fontsize=8)
     axis.set_title(f"test accuracy {evaluation.accuracy:.4f} ({len(evaluation.labels)} images)")
+    if pairs:
+        labels = [f"{true} -> {predicted}" for true, predicted, _ in pairs][::-1]
+        counts = [count for _, _, count in pairs][::-1]
+        bars.barh(np.arange(len(pairs)), counts, color="tab:red")
+        bars.set_yticks(np.arange(len(pairs)), labels, fontsize=9)
+        for y, count in enumerate(counts):
+            bars.text(count, y, f" {count}", va="center", fontsize=9)
+        bars.set_xlabel("test images")
+        bars.set_title(f"the {len(pairs)} most frequent confusions (true -> predicted)")
+    else:
+        bars.text(0.5, 0.5, "no confusions", ha="center", va="center")
+        bars.set_axis_off()
     figure.tight_layout()
     figure.savefig(out_path, dpi=100)
     plt.close(figure)

@@ -66,6 +66,10 @@ class BatchNorm(keras.layers.Layer):
                 )
         else:
             mean, variance = self.moving_mean, self.moving_variance
+        return self.normalise(inputs, mean, variance)
+
+    def normalise(self, inputs, mean, variance):
+        """``gamma * (inputs - mean) / sqrt(variance + epsilon) + beta``."""
         # Fold the per-channel vectors first so the full-size tensor sees one
         # multiply and one add.
         scale = self.gamma / ops.sqrt(variance + self.epsilon)

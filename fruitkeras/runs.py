@@ -31,11 +31,19 @@ def save_model(model, path, metadata):
         temporary.unlink(missing_ok=True)
 
 
+def _finished_at(model_path):
+    """When a run finished, from its run.json (file times change with every checkout)."""
+    try:
+        return json.loads((model_path.parent / "run.json").read_text())["finished"]
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
 def newest_run(runs_dir=RUNS_DIR):
-    """The model file of the most recently saved run under ``runs_dir``."""
-    models = sorted(Path(runs_dir).glob(f"*/{MODEL_FILE}"), key=lambda p: p.stat().st_mtime)
+    """The model file of the most recently finished run under ``runs_dir``."""
+    models = sorted(Path(runs_dir).glob(f"*/{MODEL_FILE}"), key=lambda p: (_finished_at(p), p.stat().st_mtime))
     if not models:
-        raise FruitkerasError(f"no trained model in {runs_dir}/; train one or pass --model")
+        raise FruitkerasError(f"no trained model in {runs_dir}/; train one (fruitkeras train ARCH.json) or name a run folder or model file")
     return models[-1]
 
 
@@ -51,6 +59,15 @@ def resolve_model_path(run_or_model=None):
     return path
 
 
+def _not_a_model(path):
+    """Tell a damaged .keras zip (cut short, say) from a file that never was one."""
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+    if start == b"PK\x03\x04":
+        return f"{path}: damaged or incomplete model file (the zip archive is cut short or corrupt); copy or train it again"
+    return f"{path}: not a Keras model file (.keras)"
+
+
 def load_model(path):
     """Load a model file; returns (model, metadata)."""
     import keras
@@ -62,8 +79,10 @@ def load_model(path):
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             metadata = json.loads(archive.read(METADATA_MEMBER)) if METADATA_MEMBER in names else None
-    except (zipfile.BadZipFile, OSError, json.JSONDecodeError):
-        raise FruitkerasError(f"{path}: not a Keras model file (.keras)") from None
+    except zipfile.BadZipFile:
+        raise FruitkerasError(_not_a_model(path)) from None
+    except (OSError, json.JSONDecodeError, zipfile.LargeZipFile, EOFError) as error:
+        raise FruitkerasError(f"{path}: damaged or incomplete model file ({error})") from None
     if metadata is None:
         raise FruitkerasError(f"{path}: a Keras model without fruitkeras metadata (class names); train it with fruitkeras")
     try:
@@ -74,3 +93,46 @@ def load_model(path):
     if model.output_shape[-1] != len(metadata["class_names"]):
         raise FruitkerasError(f"{path}: model has {model.output_shape[-1]} outputs but {len(metadata['class_names'])} class names")
     return model, metadata
+
+
+def describe_runs(runs_dir=RUNS_DIR):
+    """One dict per run folder under ``runs_dir``, oldest first: what ``fruitkeras runs`` lists."""
+    rows = []
+    for record_path in sorted(Path(runs_dir).glob("*/run.json")):
+        folder = record_path.parent
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            rows.append({"name": folder.name, "status": "unreadable run.json"})
+            continue
+        history = folder / "history.csv"
+        epochs_done = max(sum(1 for _ in open(history, encoding="utf-8")) - 1, 0) if history.exists() else 0
+        test_accuracy = None
+        metrics = folder / "test_metrics.json"
+        if metrics.exists():
+            try:
+                test_accuracy = json.loads(metrics.read_text())["accuracy"]
+            except (OSError, ValueError, KeyError):
+                pass
+        finished = (folder / MODEL_FILE).exists()
+        rows.append({
+            "name": folder.name,
+            "architecture": record.get("architecture", "?"),
+            "epochs": f"{epochs_done}/{record.get('epochs', '?')}",
+            "status": "finished" if finished else "interrupted",
+            "test_accuracy": test_accuracy,
+            "date": (record.get("finished") or record.get("started") or "")[:16].replace("T", " "),
+        })
+    return sorted(rows, key=lambda row: row.get("date", ""))
+
+
+def format_runs(rows, runs_dir=RUNS_DIR):
+    if not rows:
+        return f"no runs in {runs_dir}/"
+    header = ("run", "architecture", "epochs", "status", "test acc.", "date")
+    table = [header] + [(
+        row["name"], row.get("architecture", ""), row.get("epochs", ""), row["status"],
+        "-" if row.get("test_accuracy") is None else f"{row['test_accuracy']:.4f}", row.get("date", ""),
+    ) for row in rows]
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
+    return "\n".join("  ".join(f"{str(cell):<{width}}" for cell, width in zip(line, widths)).rstrip() for line in table)

@@ -15,6 +15,8 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
 from fruitkeras import data as datalib
 from fruitkeras.architecture import build_model, load_architecture, parse_architecture
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
@@ -25,10 +27,6 @@ RUN_FILE = "run.json"
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "learning_curves.png"
 BACKUP_DIR = "backup"
-
-
-def _now():
-    return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def default_run_dir(architecture):
@@ -49,16 +47,74 @@ def check_run_dir(run_dir, resume):
         raise FruitkerasError(f"{run_dir} exists and is not empty; choose another --run-dir")
 
 
-def _optimizer(settings):
+def _optimizer(settings, steps_per_epoch, epochs):
     import keras
 
+    rate = settings["learning_rate"]
+    total = steps_per_epoch * epochs
+    warmup = min(settings["warmup_epochs"] * steps_per_epoch, total)
+    if settings["schedule"] == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else rate, decay_steps=max(total - warmup, 1),
+            warmup_target=rate if warmup else None, warmup_steps=warmup,
+        )
+    elif warmup:  # a linear warm-up, then constant (alpha=1: the "decay" keeps the full rate)
+        rate = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=1, alpha=1.0, warmup_target=rate,
+                                                      warmup_steps=warmup)
+    options = {"learning_rate": rate}
+    if settings["weight_decay"]:
+        options["weight_decay"] = settings["weight_decay"]
+    kind = settings["optimizer"]
+    if kind in ("sgd", "rmsprop"):
+        options["momentum"] = settings["momentum"]
     classes = {
         "adam": keras.optimizers.Adam,
         "adamw": keras.optimizers.AdamW,
         "sgd": keras.optimizers.SGD,
         "rmsprop": keras.optimizers.RMSprop,
     }
-    return classes[settings["optimizer"]](learning_rate=settings["learning_rate"])
+    return classes[kind](**options)
+
+
+def _loss(label_smoothing, num_classes):
+    """Sparse cross-entropy; with label smoothing, through one-hot targets (Keras's sparse loss has none)."""
+    import keras
+
+    if not label_smoothing:
+        return "sparse_categorical_crossentropy"
+
+    def smoothed_cross_entropy(labels, probabilities):
+        targets = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(labels, (-1,)), "int32"), num_classes)
+        return keras.losses.categorical_crossentropy(targets, probabilities, label_smoothing=label_smoothing)
+
+    return smoothed_cross_entropy
+
+
+# Options that --resume takes from run.json; a different value on the command line is refused.
+RESUME_FIXED = ("seed", "limit_per_class", "data", "test_evaluation")
+
+
+def _resume_record(run_dir, architecture, given):
+    """run.json of the run to resume, after checking the architecture and the options given."""
+    record = json.loads((run_dir / RUN_FILE).read_text())
+    saved = json.loads((run_dir / ARCHITECTURE_COPY).read_text())
+    if saved != architecture.source:
+        raise FruitkerasError(
+            f"{architecture.path} differs from the run's copy {run_dir / ARCHITECTURE_COPY}; "
+            "resume with that copy or start a new run"
+        )
+    for name in RESUME_FIXED:
+        value = given.get(name)
+        stored = record.get(name)
+        if name == "data" and value is not None:
+            value = str(Path(value).resolve())
+        if value is not None and value != stored:
+            option = "--" + name.replace("_", "-")
+            raise FruitkerasError(
+                f"{option} {given[name]} conflicts with the run's own {name} {stored} ({run_dir / RUN_FILE}); "
+                f"--resume continues with the stored value: drop {option}"
+            )
+    return record
 
 
 def train(
@@ -66,108 +122,187 @@ def train(
     data=None,
     run_dir=None,
     epochs=None,
-    seed=0,
+    seed=None,
     limit_per_class=None,
     resume=False,
     verbose=1,
+    test_evaluation=None,
     extra_callbacks=(),
 ):
     """Train and save a model; returns the run folder.
 
-    On --resume the run's own architecture copy, seed, sample limit and
-    data folder are used, so the validation split and class order match.
+    ``verbose``: 0 silent, 1 one line per epoch, 2 a progress bar.  On
+    --resume the run's own architecture copy, seed, sample limit, data folder
+    and test evaluation are used (a different value given is refused), so the
+    validation split and class order match.
     """
     architecture = load_architecture(architecture_path)
     run_dir = Path(run_dir) if run_dir else default_run_dir(architecture)
     check_run_dir(run_dir, resume)
+    given = {"seed": seed, "limit_per_class": limit_per_class, "data": data, "test_evaluation": test_evaluation}
     record = {}
     if resume:
-        record = json.loads((run_dir / RUN_FILE).read_text())
-        saved = json.loads((run_dir / ARCHITECTURE_COPY).read_text())
-        if saved != architecture.source:
-            raise FruitkerasError(
-                f"{architecture.path} differs from the run's copy {run_dir / ARCHITECTURE_COPY}; "
-                "resume with that copy or start a new run"
-            )
-        architecture = parse_architecture(saved, run_dir / ARCHITECTURE_COPY)
+        record = _resume_record(run_dir, architecture, given)
+        architecture = parse_architecture(architecture.source, run_dir / ARCHITECTURE_COPY)
         seed, limit_per_class = record["seed"], record["limit_per_class"]
+        test_evaluation = record.get("test_evaluation", True)
         epochs = epochs or record["epochs"]
-        data = data or record["data"]
+        data_root = _stored_data_dir(record, run_dir)
+    else:
+        seed = 0 if seed is None else seed
+        test_evaluation = True if test_evaluation is None else test_evaluation
+        data_root = datalib.resolve_data_dir(data)
     epochs = epochs or architecture.training["epochs"]
     settings = architecture.training
+    size = architecture.input_size
 
-    data_root = datalib.resolve_data_dir(data)
-    split = datalib.scan_split(data_root / datalib.TRAIN_SPLIT, limit_per_class, seed)
-    datalib.report_skipped(split)
-    test_dir = data_root / datalib.TEST_SPLIT
-    if test_dir.is_dir():
-        datalib.check_same_classes(split.class_names, datalib.class_folders(test_dir), "Training/", "Test/")
+    # List both splits (reading no image) and check them before any work.
+    listed = datalib.scan_split(data_root / datalib.TRAIN_SPLIT, limit_per_class, seed)
     if resume:
-        datalib.check_same_classes(record["class_names"], split.class_names, "the run", f"{data_root}/Training/")
-    train_split, val_split = datalib.split_validation(split, settings["validation_split"], seed)
+        datalib.check_same_classes(record["class_names"], listed.class_names, "the run", f"{data_root}/Training/")
+    test_listed = None
+    if (data_root / datalib.TEST_SPLIT).is_dir():
+        test_listed = datalib.scan_split(data_root / datalib.TEST_SPLIT)
+        datalib.check_same_classes(listed.class_names, test_listed.class_names, "Training/", "Test/")
 
+    split = datalib.decode_split(listed, size)
+    # Test is needed only at the first epoch's end: decode it while training starts.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as decoder:
+        test_decoding = decoder.submit(datalib.decode_split, test_listed, size) if test_listed else None
+        return _train_decoded(architecture, architecture_path, split, test_decoding if test_evaluation else None,
+                              data_root, run_dir, epochs, seed, limit_per_class, resume, record, verbose,
+                              test_evaluation, extra_callbacks)
+
+
+def _stored_data_dir(record, run_dir):
+    path = Path(record["data"])
+    if not path.is_dir():
+        raise FruitkerasError(f"dataset folder {path} (from {run_dir / RUN_FILE}) not found; "
+                              "the run must resume on the data it started with")
+    return path
+
+
+def _train_decoded(architecture, architecture_path, split, test_decoding, data_root, run_dir, epochs, seed,
+                   limit_per_class, resume, record, verbose, test_evaluation, extra_callbacks):
     import keras
 
-    keras.utils.set_random_seed(seed)
-    size = architecture.input_size
-    train_data = datalib.make_dataset(
-        train_split, size, settings["batch_size"], shuffle=True, seed=seed,
-        augmenter=datalib.make_augmenter(settings["augmentation"], seed),
-    )
-    val_data = datalib.make_dataset(val_split, size, settings["batch_size"]) if val_split else None
+    from fruitkeras.callbacks import EpochEvaluation, logging_callbacks, now_iso
 
-    model = build_model(architecture, len(split.class_names))
-    model.compile(optimizer=_optimizer(settings), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    settings = architecture.training
+    datalib.report_skipped(split)
+    train_split, val_split = datalib.split_validation(split, settings["validation_split"], seed,
+                                                       settings["validation_block"])
+    keras.utils.set_random_seed(seed)
+    batch_size = settings["batch_size"]
+    train_data = datalib.make_dataset(
+        train_split, batch_size, shuffle=True, seed=seed, augmenter=datalib.make_augmenter(settings["augmentation"], seed),
+    )
+    evaluation_batch = max(batch_size, 256)  # inference only: bigger batches are faster
+    val_data = datalib.make_dataset(val_split, evaluation_batch) if val_split else None
+
+    def test_data():
+        test_split = test_decoding.result()
+        datalib.report_skipped(test_split)
+        to_model = np.asarray([split.class_names.index(name) for name in test_split.class_names])
+        test_split.labels = to_model[test_split.labels]
+        return datalib.make_dataset(test_split, evaluation_batch)
+
+    statistics_data = None
+    if settings["precise_bn_batches"]:
+        statistics_data = datalib.make_dataset(train_split, batch_size, shuffle=True, seed=seed + 1)
+    evaluation = EpochEvaluation(val_data, _once(test_data) if test_decoding else None,
+                                 statistics_data, settings["precise_bn_batches"])
+
+    num_classes = len(split.class_names)
+    model = build_model(architecture, num_classes)
+    steps_per_epoch = max(len(train_split) // batch_size, 1)
+    model.compile(optimizer=_optimizer(settings, steps_per_epoch, epochs),
+                  loss=_loss(settings["label_smoothing"], num_classes), metrics=["accuracy"])
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         shutil.copyfile(architecture.path, run_dir / ARCHITECTURE_COPY)
         record = {
             "architecture": architecture.name,
-            "architecture_file": str(architecture.path),
-            "data": str(data_root),
+            "architecture_file": str(Path(architecture.path).resolve()),
+            "data": str(Path(data_root).resolve()),
             "seed": seed,
             "limit_per_class": limit_per_class,
+            "test_evaluation": test_evaluation,
             "epochs": epochs,
             "class_names": split.class_names,
             "train_images": len(train_split),
             "validation_images": len(val_split) if val_split else 0,
-            "started": _now(),
+            "parameters": int(model.count_params()),
+            "started": now_iso(),
         }
+    else:
+        done = _epochs_logged(run_dir / HISTORY_FILE)
+        record.setdefault("resumed", []).append({"after_epoch": done, "at": now_iso()})
     record["epochs"] = epochs
-    (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    _write_record(run_dir, record)
 
-    from fruitkeras.callbacks import logging_callbacks
-
-    callbacks = logging_callbacks(run_dir / HISTORY_FILE, run_dir / BACKUP_DIR, append=resume)
+    callbacks = logging_callbacks(run_dir / HISTORY_FILE, run_dir / BACKUP_DIR, append=resume, epochs=epochs,
+                                  evaluation=evaluation, progress_bar=verbose >= 2)
     if verbose:
-        print(f"training {architecture.name} on {len(train_split)} images "
-              f"({len(val_split) if val_split else 0} for validation), {len(split.class_names)} classes, "
-              f"{epochs} epochs -> {run_dir}")
+        print(f"training {architecture.name} ({model.count_params():,} parameters) on {len(train_split)} images "
+              f"({len(val_split) if val_split else 0} for validation), {num_classes} classes, "
+              f"{epochs} epochs -> {run_dir}", flush=True)
+    stopper = callbacks[-1]
     try:
-        model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=verbose, shuffle=False,  # the pipeline shuffles
-                  callbacks=callbacks + list(extra_callbacks))
+        with stopper:
+            model.fit(train_data, epochs=epochs, verbose=1 if verbose >= 2 else 0, shuffle=False,  # the pipeline shuffles
+                      callbacks=callbacks + list(extra_callbacks))
     except KeyboardInterrupt:
+        if verbose >= 2:
+            print(flush=True)  # end the progress bar's line before the message
         raise TrainingInterrupted(
             f"training interrupted; finished epochs are kept in {run_dir}. "
             f"Continue with: fruitkeras train {architecture_path} --run-dir {run_dir} --resume"
         ) from None
-    record["finished"] = _now()
-    record["mean_colour"] = datalib.mean_colour(train_split, size, seed=seed)
+    record["finished"] = now_iso()
+    record["mean_colour"] = datalib.mean_colour(train_split, seed=seed)
     metadata = {
         "class_names": split.class_names,
-        "input_size": list(size),
+        "input_size": list(architecture.input_size),
         "mean_colour": record["mean_colour"],
         "architecture": architecture.name,
         "trained": record["finished"],
     }
     save_model(model, run_dir / MODEL_FILE, metadata)
-    (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    plot_learning_curves(run_dir / HISTORY_FILE, run_dir / CURVES_FILE)
+    _write_record(run_dir, record)
+    plot_learning_curves(run_dir / HISTORY_FILE, run_dir / CURVES_FILE, record.get("resumed", ()))
     return run_dir
 
 
-def plot_learning_curves(history_path, out_path):
+def _once(make):
+    """``make()`` on the first call, the same result after."""
+    made = []
+
+    def get():
+        if not made:
+            made.append(make())
+        return made[0]
+
+    return get
+
+
+def _epochs_logged(history_path):
+    if not Path(history_path).exists():
+        return 0
+    return max(sum(1 for _ in open(history_path, encoding="utf-8")) - 1, 0)
+
+
+def _write_record(run_dir, record):
+    temporary = run_dir / f".{RUN_FILE}.tmp"
+    temporary.write_text(json.dumps(record, indent=2) + "\n")
+    temporary.replace(run_dir / RUN_FILE)
+
+
+def plot_learning_curves(history_path, out_path, resumed=()):
+    """Loss and accuracy per epoch for training, validation and test; resumes marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -175,20 +310,29 @@ def plot_learning_curves(history_path, out_path):
     import pandas as pd
 
     history = pd.read_csv(history_path)
-    epochs = history["epoch"] + 1
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = history["epoch"]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for axis, metric in zip(axes, ("loss", "accuracy")):
-        axis.plot(epochs, history[metric], marker="o", label="training")
-        if f"val_{metric}" in history:
-            axis.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        for prefix, label in (("", "training"), ("val_", "validation"), ("test_", "test")):
+            if f"{prefix}{metric}" in history:
+                axis.plot(epochs, history[f"{prefix}{metric}"], marker="o", markersize=3, label=label)
+        for number, resume in enumerate(resumed):
+            axis.axvline(resume["after_epoch"] + 0.5, color="grey", linestyle="--", linewidth=1,
+                         label="resumed" if number == 0 else None)
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()
+    # Accuracy on a fixed, readable scale: a zoom to 0.98-1.0 makes 0.9875 look like a collapse.
+    lowest = min(float(history[c].min()) for c in history if c.endswith("accuracy"))
+    axes[1].set_ylim(min(0.9, np.floor(lowest * 10) / 10), 1.0)
+    axes[0].set_yscale("log")
     total = history["epoch_seconds"].sum() if "epoch_seconds" in history else None
     title = f"{Path(history_path).parent.name}"
     if total is not None:
         title += f" ({len(history)} epochs, {total / 60:.1f} min)"
+    if "test_accuracy" in history:
+        title += f", final test accuracy {history['test_accuracy'].iloc[-1]:.4f}"
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(out_path, dpi=100)

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import keras
@@ -71,8 +72,29 @@ def test_training_defaults_and_overrides(architecture_file):
     source = dict(MINIMAL, training={"epochs": 3, "augmentation": {"rotation": 0.0}})
     training = load_architecture(architecture_file(source)).training
     assert training["epochs"] == 3 and training["batch_size"] == 32
-    assert training["augmentation"] == {"flip": True, "rotation": 0.0, "zoom": 0.1, "brightness": 0.1}
+    assert training["augmentation"] == {"flip": True, "rotation": 0.0, "zoom": 0.1, "brightness": 0.1,
+                                        "hue": 0.0, "saturation": 0.0}
     assert load_architecture(architecture_file(MINIMAL)).training["augmentation"] is None
+    # The recipe fields are optional and default to plain training.
+    assert (training["schedule"], training["warmup_epochs"], training["label_smoothing"],
+            training["weight_decay"], training["precise_bn_batches"]) == ("constant", 0, 0.0, 0.0, 0)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("schedule", "linear", "'schedule' must be one of constant, cosine"),
+        ("warmup_epochs", -1, "'warmup_epochs' must be a non-negative integer"),
+        ("label_smoothing", 1.5, "'label_smoothing' must be a number in [0, 1)"),
+        ("weight_decay", "lots", "'weight_decay' must be a number in [0, 1)"),
+        ("precise_bn_batches", 2.5, "'precise_bn_batches' must be a non-negative integer"),
+        ("augmentation", {"hue": 2}, "'augmentation' must be a number in [0, 1)"),
+    ],
+)
+def test_recipe_fields_are_validated(architecture_file, field, value, message):
+    path = architecture_file(dict(MINIMAL, training={field: value}))
+    with pytest.raises(FruitkerasError, match=re.escape(f"{path}: training: {message}")):
+        load_architecture(path)
 
 
 @pytest.mark.parametrize(
@@ -103,8 +125,17 @@ def test_bad_files_name_file_layer_and_field(architecture_file, source, message)
 
 def test_invalid_json_names_line(architecture_file):
     path = architecture_file('{"input": {"height": 20,,}}')
-    with pytest.raises(FruitkerasError, match=r"invalid JSON at line 1, column 25"):
+    with pytest.raises(FruitkerasError, match=r"invalid JSON at line 1, column 25: expecting property name"):
         load_architecture(path)
+
+
+def test_unterminated_string_message_is_whole(architecture_file):
+    path = architecture_file('{"name": "x",\n "layers": [{"type": "conv')
+    with pytest.raises(FruitkerasError) as error:
+        load_architecture(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: invalid JSON at line 2, column 22: unterminated string starts here")
+    assert '(the line reads: "layers": [{"type": "conv)' in message
 
 
 def test_missing_file(tmp_path):
@@ -116,6 +147,24 @@ def test_layer_that_does_not_fit_names_its_index(architecture_file):
     source = {"input": {"height": 4, "width": 4}, "layers": [{"type": "maxpool", "pool_size": 2}, {"type": "conv", "filters": 2, "kernel_size": 5, "padding": "valid"}, {"type": "flatten"}]}
     with pytest.raises(FruitkerasError, match=r"layer 2 \(conv\) does not fit"):
         build_model(load_architecture(architecture_file(source)), 2)
+
+
+def test_too_small_input_names_the_clashing_shapes_and_the_smallest_fit(architecture_file):
+    source = json.loads((ARCHITECTURES[0].parent / "vgg_small.json").read_text())
+    source["input"] = {"height": 20, "width": 24}
+    architecture = load_architecture(architecture_file(source))
+    with pytest.raises(FruitkerasError) as error:
+        build_model(architecture, 3)
+    message = str(error.value)
+    assert "layer 16 (maxpool) does not fit" in message and "2x2 window" in message and "1x1 map" in message
+    assert "input 20x24 -> 10x12 -> 5x6" in message
+    assert "the smallest input these layers take is 31x31" in message
+    # ... and that size does build, one pixel less does not.
+    source["input"] = {"height": 31, "width": 31}
+    build_model(load_architecture(architecture_file(source, "fits.json")), 3)
+    source["input"] = {"height": 30, "width": 31}
+    with pytest.raises(FruitkerasError, match="smallest input these layers take is 31x31"):
+        build_model(load_architecture(architecture_file(source, "short.json")), 3)
 
 
 def test_unflattened_end_is_explained(architecture_file):

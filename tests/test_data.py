@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -87,16 +89,40 @@ def test_load_image_scales_to_unit_range(tmp_path):
     np.testing.assert_allclose(image, 1.0)
 
 
-def test_scan_skips_and_reports_unusable_files(image_folders, capsys):
+def test_unusable_files_are_found_once_decoded_and_reported(image_folders, capsys):
     kiwi = image_folders / "Training" / "kiwi"
     (kiwi / "notes.txt").write_text("hello")
     (kiwi / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    split = datalib.scan_split(image_folders / "Training")
+    good = (kiwi / "0_100.jpg").read_bytes()
+    (kiwi / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    listed = datalib.scan_split(image_folders / "Training")
+    assert [p.name for p, _ in listed.skipped] == ["notes.txt"]  # listing reads no image
+    assert len(listed) == 38
+    split = datalib.decode_split(listed, (16, 16))
     assert split.class_names == ["cherry", "kiwi", "plum"]
     assert len(split) == 36 and np.bincount(split.labels).tolist() == [12, 12, 12]
-    assert {p.name for p, _ in split.skipped} == {"notes.txt", "broken.jpg"}
+    assert split.images.shape == (36, 16, 16, 3)
+    assert {p.name for p, _ in split.skipped} == {"notes.txt", "broken.jpg", "truncated.jpg"}
     datalib.report_skipped(split)
-    assert "skipped 2 unusable file(s)" in capsys.readouterr().err
+    assert "skipped 3 unusable file(s)" in capsys.readouterr().err
+
+
+def test_decoded_pixels_equal_load_rgb_for_every_kind_of_file(tmp_path):
+    """The fast decoder and load_rgb (used by explain and predict) must agree exactly."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "Training" / "mixed"
+    folder.mkdir(parents=True)
+    photo = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    save(folder / "a_jpeg.jpg", photo, quality=90)  # the dataset's case: the fast path
+    save(folder / "b_big.jpg", rng.integers(0, 255, (40, 24, 3), dtype=np.uint8))  # another size
+    save(folder / "c_grey.jpg", rng.integers(0, 255, (16, 16), dtype=np.uint8))
+    save(folder / "d_png.png", photo)
+    rgba = np.concatenate([photo, rng.integers(0, 255, (16, 16, 1), dtype=np.uint8)], axis=-1)
+    save(folder / "e_rgba.png", rgba)
+    split = datalib.read_split(tmp_path / "Training", (16, 16))
+    assert len(split) == 5 and not split.skipped
+    for path, image in zip(split.paths, split.images):
+        np.testing.assert_array_equal(image, datalib.load_rgb(path, (16, 16)), err_msg=path)
 
 
 def test_limit_per_class_is_reproducible(image_folders):
@@ -109,8 +135,15 @@ def test_class_without_readable_images_is_an_error(image_folders):
     empty = image_folders / "Training" / "lime"
     empty.mkdir()
     (empty / "x.jpg").write_bytes(b"nope")
+    listed = datalib.scan_split(image_folders / "Training")  # an image name is enough to be listed
     with pytest.raises(FruitkerasError, match="class 'lime' has no readable images"):
-        datalib.scan_split(image_folders / "Training")
+        datalib.decode_split(listed, (8, 8))
+
+
+def test_class_without_image_files_is_an_error_when_listed(image_folders):
+    (image_folders / "Test" / "lime").mkdir()
+    with pytest.raises(FruitkerasError, match="class 'lime' has no image files"):
+        datalib.scan_split(image_folders / "Test")
 
 
 def test_missing_split_and_no_classes(tmp_path):
@@ -128,19 +161,33 @@ def test_class_mismatch_message():
 
 
 def test_validation_split_is_stratified_disjoint_and_seeded(image_folders):
-    split = datalib.scan_split(image_folders / "Training")
+    split = datalib.read_split(image_folders / "Training", (8, 8))
     train, val = datalib.split_validation(split, 0.25, seed=1)
     assert np.bincount(val.labels).tolist() == [3, 3, 3]
     assert not set(train.paths) & set(val.paths)
     assert len(train) + len(val) == len(split)
     assert datalib.split_validation(split, 0.25, seed=1)[1].paths == val.paths
-    assert datalib.split_validation(split, 0.25, seed=2)[1].paths != val.paths
+    assert sorted(datalib.split_validation(split, 0.25, seed=2)[1].paths) != sorted(val.paths)
+    # Images travel with their paths.
+    index = split.paths.index(val.paths[0])
+    np.testing.assert_array_equal(val.images[0], split.images[index])
+
+
+def test_validation_blocks_take_consecutive_frames_together(tmp_path):
+    folder = tmp_path / "Training" / "apple"
+    folder.mkdir(parents=True)
+    for number in range(40):  # frames 0..39, named as Fruits-360 names them
+        save(folder / f"r_{number}_100.jpg", np.full((4, 4, 3), 200, np.uint8))
+    split = datalib.read_split(tmp_path / "Training", (4, 4))
+    _, val = datalib.split_validation(split, 0.25, seed=0, block=5)
+    frames = sorted(int(Path(p).name.split("_")[1]) for p in val.paths)
+    assert len(frames) == 10
+    assert len({frame // 5 for frame in frames}) == 2  # two whole runs of 5 consecutive frames
 
 
 def test_pipeline_batches_scaled_images(image_folders):
-    split = datalib.scan_split(image_folders / "Test")
-    dataset = datalib.make_dataset(split, (16, 16), batch_size=5)
-    batches = list(dataset)
+    split = datalib.read_split(image_folders / "Test", (16, 16))
+    batches = list(datalib.make_dataset(split, batch_size=5))
     images = np.concatenate([b[0].numpy() for b in batches])
     labels = np.concatenate([b[1].numpy() for b in batches])
     assert images.shape == (12, 16, 16, 3) and images.dtype == np.float32
@@ -150,16 +197,37 @@ def test_pipeline_batches_scaled_images(image_folders):
     np.testing.assert_allclose(images[0], datalib.load_image(split.paths[0], (16, 16)), atol=1e-6)
 
 
+def test_shuffled_pipeline_drops_the_partial_batch_and_reshuffles(image_folders):
+    split = datalib.read_split(image_folders / "Training", (8, 8))  # 36 images
+    dataset = datalib.make_dataset(split, batch_size=10, shuffle=True, seed=0)
+    first = [batch[1].numpy().tolist() for batch in dataset]
+    second = [batch[1].numpy().tolist() for batch in dataset]
+    assert [len(b) for b in first] == [10, 10, 10]  # no batch of 6 to skew batch-norm statistics
+    assert first != second
+
+
 def test_augmentation_only_perturbs_within_range(image_folders):
-    split = datalib.scan_split(image_folders / "Test")
-    settings = {"flip": True, "rotation": 0.1, "zoom": 0.1, "brightness": 0.2}
+    split = datalib.read_split(image_folders / "Test", (16, 16))
+    settings = {"flip": True, "rotation": 0.1, "zoom": 0.1, "brightness": 0.2, "hue": 0.1, "saturation": 0.3}
     augmenter = datalib.make_augmenter(settings, seed=0)
-    images, _ = next(iter(datalib.make_dataset(split, (16, 16), 12, augmenter=augmenter)))
-    plain, _ = next(iter(datalib.make_dataset(split, (16, 16), 12)))
+    images, _ = next(iter(datalib.make_dataset(split, 12, augmenter=augmenter)))
+    plain, _ = next(iter(datalib.make_dataset(split, 12)))
     assert images.shape == plain.shape
     assert not np.allclose(images, plain)
     assert float(np.min(images)) >= 0.0 and float(np.max(images)) <= 1.0
     assert datalib.make_augmenter(None) is None
+
+
+def test_colour_jitter_keeps_white_background_white():
+    import tensorflow as tf
+
+    settings = {"flip": False, "rotation": 0.0, "zoom": 0.0, "brightness": 0.0, "hue": 0.5, "saturation": 0.5}
+    augment = datalib.make_augmenter(settings, seed=0)
+    batch = np.ones((8, 6, 6, 3), np.float32)
+    batch[:, 2:4, 2:4] = [0.8, 0.1, 0.1]  # a red fruit on white
+    out = augment(tf.constant(batch)).numpy()
+    np.testing.assert_allclose(out[:, 0, 0], 1.0, atol=1e-6)
+    assert np.ptp(out[:, 2, 2, 1]) > 0.05  # the fruit's colour did change between images
 
 
 def test_mean_colour_of_white_images_is_white(tmp_path):
@@ -167,5 +235,5 @@ def test_mean_colour_of_white_images_is_white(tmp_path):
     folder.mkdir(parents=True)
     for i in range(3):
         save(folder / f"{i}.png", np.full((6, 6, 3), 255, np.uint8))
-    split = datalib.scan_split(tmp_path / "Training")
-    np.testing.assert_allclose(datalib.mean_colour(split, (6, 6)), [1.0, 1.0, 1.0])
+    split = datalib.read_split(tmp_path / "Training", (6, 6))
+    np.testing.assert_allclose(datalib.mean_colour(split), [1.0, 1.0, 1.0])

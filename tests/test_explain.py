@@ -1,5 +1,7 @@
 """Explanation methods on tiny real TensorFlow models."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -235,6 +237,13 @@ def write_images(folder):
     return [folder / "red.jpg", folder / "grey.png", folder / "clear.png"]
 
 
+def only(folder, pattern):
+    """The one file in ``folder`` matching ``pattern``."""
+    found = sorted(folder.glob(pattern))
+    assert len(found) == 1, (pattern, found)
+    return found[0]
+
+
 def test_cli_writes_figures_and_maps(trained_run, runner, tmp_path):
     images = write_images(tmp_path / "in")
     out = tmp_path / "out"
@@ -243,10 +252,40 @@ def test_cli_writes_figures_and_maps(trained_run, runner, tmp_path):
     assert result.exit_code == 0, result.output
     for method in METHODS:
         for stem in ("red", "grey", "clear"):
-            heatmap = np.load(out / f"{stem}_{method}.npy")
+            heatmap = np.load(only(out, f"{stem}_{method}-*.npy"))
             assert heatmap.shape == (32, 32) and np.isfinite(heatmap).all()
-            assert (out / f"{stem}_{method}.png").stat().st_size > 5000
-        assert (out / f"grid_{method}.png").exists()
+            assert only(out, f"{stem}_{method}-*.png").stat().st_size > 5000
+        assert only(out, f"grid_{method}-*.png").exists()
+        assert re.search(rf"^{method}: 3 image\(s\) in [0-9.]+ s \([0-9.]+ s per image\)$", result.output, re.M)
+    # Each image's prediction and the class explained are printed.
+    for image in images:
+        assert re.search(rf"^{re.escape(str(image))}: predicted (cherry|kiwi|plum) \([0-9.]+%\), "
+                         rf"explaining '(cherry|kiwi|plum)'$", result.output, re.M)
+
+
+def test_file_names_record_the_options_so_nothing_is_overwritten(trained_run, runner, tmp_path):
+    image = write_images(tmp_path / "in")[0]
+    out = tmp_path / "out"
+    base = ["explain", str(image), "--model", str(trained_run["run_dir"]), "--out", str(out), "--method", "occlusion"]
+    for extra in ([], ["--fill", "grey"], ["--patch", "4"], ["--stride", "2"], ["--delta"]):
+        assert runner.invoke(main, base + extra).exit_code == 0
+    names = sorted(path.name for path in out.glob("red_occlusion-*.npy"))
+    assert names == ["red_occlusion-p10-s1-grey.npy", "red_occlusion-p10-s1-white-delta.npy",
+                     "red_occlusion-p10-s1-white.npy", "red_occlusion-p10-s2-white.npy", "red_occlusion-p4-s1-white.npy"]
+    for reduce in ("max", "l2"):
+        assert runner.invoke(main, base[:-1] + ["gradient", "--reduce", reduce]).exit_code == 0
+    assert (out / "red_gradient-max.npy").exists() and (out / "red_gradient-l2.npy").exists()
+
+
+def test_folders_and_globs_are_expanded(trained_run, runner, tmp_path):
+    folder = tmp_path / "in"
+    write_images(folder)
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["explain", str(folder), str(folder / "*.png"), "--model", str(trained_run["run_dir"]),
+                                  "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*_gradient-max.npy")) == ["clear_gradient-max.npy", "grey_gradient-max.npy",
+                                                                      "red_gradient-max.npy"]
 
 
 def test_cli_label_and_fill_options(trained_run, runner, tmp_path):
@@ -256,11 +295,11 @@ def test_cli_label_and_fill_options(trained_run, runner, tmp_path):
             "--label", "kiwi", "--fill", "mean", "--stride", "4"]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
-    absolute = np.load(out / "red_occlusion.npy")
+    absolute = np.load(only(out, "red_occlusion-p10-s4-mean*.npy"))
     assert absolute.shape == (32, 32)
     result = runner.invoke(main, args + ["--delta"])
     assert result.exit_code == 0, result.output
-    change = np.load(out / "red_occlusion.npy")
+    change = np.load(only(out, "red_occlusion-p10-s4-mean-delta*.npy"))
     assert not np.allclose(change, absolute)
     np.testing.assert_allclose(absolute - change, (absolute - change)[0, 0], rtol=1e-4)  # one constant shift
 
@@ -274,7 +313,7 @@ def test_cli_uses_newest_run_by_default(trained_run, runner, tmp_path, monkeypat
     result = runner.invoke(main, ["explain", str(images[0])])
     assert result.exit_code == 0, result.output
     assert "runs/only/model.keras" in result.output
-    assert (tmp_path / "explanations" / "red_gradient.npy").exists()
+    assert (tmp_path / "explanations" / "red_gradient-max.npy").exists()
 
 
 @pytest.mark.parametrize(

@@ -27,8 +27,9 @@ def test_train_writes_a_complete_run(trained_run):
 
 def test_history_has_every_epoch_with_timestamps(trained_run):
     history = pd.read_csv(trained_run["run_dir"] / "history.csv")
-    assert history["epoch"].tolist() == [0, 1, 2]
-    assert {"loss", "accuracy", "val_loss", "val_accuracy", "timestamp", "epoch_seconds"} <= set(history.columns)
+    assert history["epoch"].tolist() == [1, 2, 3]  # as the console and the plot count
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "timestamp",
+            "epoch_seconds"} <= set(history.columns)
     times = [datetime.fromisoformat(stamp) for stamp in history["timestamp"]]
     assert all(t.tzinfo is not None for t in times)
     assert times == sorted(times)
@@ -72,8 +73,8 @@ def test_eval_accuracy_matches_keras_evaluate(trained_run, runner, tmp_path):
     assert result.exit_code == 0, result.output
     model, _ = load_model(trained_run["model"])
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    split = datalib.scan_split(trained_run["data"] / "Test")
-    loss, accuracy = model.evaluate(datalib.make_dataset(split, (32, 32), 4), verbose=0)
+    split = datalib.read_split(trained_run["data"] / "Test", (32, 32))
+    loss, accuracy = model.evaluate(datalib.make_dataset(split, 4), verbose=0)
     ours = json.loads((tmp_path / "test_metrics.json").read_text())
     assert ours["accuracy"] == pytest.approx(accuracy, abs=1e-6)
     assert ours["loss"] == pytest.approx(loss, rel=1e-3, abs=1e-5)
@@ -96,7 +97,7 @@ def test_interrupted_training_resumes_without_losing_epochs(image_folders, runne
     with pytest.raises(TrainingInterrupted, match="--resume"):
         train(TINY_ARCHITECTURE, data=str(image_folders), run_dir=run_dir, epochs=4, verbose=0,
               extra_callbacks=[StopAfterSecondEpoch()])
-    assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [0, 1]
+    assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [1, 2]
     assert not (run_dir / "model.keras").exists()
 
     again = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--data", str(image_folders), "--run-dir", str(run_dir), "--quiet"])
@@ -105,7 +106,8 @@ def test_interrupted_training_resumes_without_losing_epochs(image_folders, runne
     resumed = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--run-dir", str(run_dir), "--resume", "--quiet"])
     assert resumed.exit_code == 0, resumed.output
     history = pd.read_csv(run_dir / "history.csv")
-    assert history["epoch"].tolist() == [0, 1, 2, 3]
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    assert json.loads((run_dir / "run.json").read_text())["resumed"][0]["after_epoch"] == 2
     assert (run_dir / "model.keras").exists() and not (run_dir / "backup").exists()
 
 

@@ -1,0 +1,176 @@
+"""The ``explain`` command's work: images in, heatmap files and a summary out.
+
+Computing is the methods' (``METHODS``), drawing is ``drawing``'s; this module
+chooses targets, names the files after the options that made them, and
+writes them.
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fruitkeras.errors import FruitkerasError
+from fruitkeras.explain import METHODS
+from fruitkeras.explain.drawing import explanation_figure, save_figure
+from fruitkeras.explain.occlusion import parse_fill
+from fruitkeras.explain.targets import losses, predict
+
+ALL_METHODS = tuple(METHODS)
+
+
+@dataclass
+class ExplainOptions:
+    """Every method's options; each method takes the ones it knows (``method_options``)."""
+
+    reduce: str = "max"
+    samples: int = 25
+    noise: float = 0.15
+    patch: int = 10
+    stride: int = 1
+    fill: str = "white"
+    delta: bool = False
+    batch_size: int = 256
+    progress: bool = False
+    extra: dict = field(default_factory=dict)  # options of methods added later, by name
+
+    def method_options(self, method, mean_colour):
+        if method in ("gradient", "gradxinput"):
+            return {"reduce": self.reduce}
+        if method == "smoothgrad":
+            return {"reduce": self.reduce, "samples": self.samples, "noise": self.noise}
+        if method == "occlusion":
+            return {"patch": self.patch, "stride": self.stride, "fill": parse_fill(self.fill, mean_colour),
+                    "batch_size": self.batch_size, "relative": self.delta, "progress": self.progress}
+        return dict(self.extra.get(method, {}))
+
+    def tag(self, method):
+        """The options that shape a method's map, for file names: other options, other files."""
+        if method in ("gradient", "gradxinput"):
+            return self.reduce
+        if method == "smoothgrad":
+            return f"{self.reduce}-n{self.samples}-s{self.noise:g}"
+        if method == "occlusion":
+            fill = self.fill.replace(",", "_").replace(" ", "")
+            return f"p{self.patch}-s{self.stride}-{fill}" + ("-delta" if self.delta else "")
+        return "-".join(f"{key}{value}" for key, value in sorted(self.extra.get(method, {}).items()))
+
+
+def unique_stems(paths):
+    """File stems for output names; repeated stems get -2, -3, ..."""
+    seen, stems = {}, []
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return stems
+
+
+@dataclass
+class Explained:
+    """What one call computed: per image the prediction and target, per method the maps."""
+
+    paths: list
+    images: np.ndarray
+    class_names: list
+    predicted: np.ndarray
+    probabilities: np.ndarray
+    targets: np.ndarray
+    base_losses: np.ndarray
+    maps: dict  # method -> (N, H, W)
+    seconds: dict  # method -> seconds for all images
+
+    def title(self, index):
+        guess, target = self.predicted[index], self.targets[index]
+        title = f"{Path(self.paths[index]).name}: {self.class_names[guess]} ({self.probabilities[index, guess]:.1%})"
+        return f"{title}\nexplaining '{self.class_names[target]}', loss {self.base_losses[index]:.3g}"
+
+
+def explain_images(model, metadata, images, paths, methods, options, label=None):
+    """Run ``methods`` on float images; returns an ``Explained``."""
+    classes = metadata["class_names"]
+    if label is not None and label not in classes:
+        raise FruitkerasError(f"unknown --label '{label}'; the model knows: {', '.join(classes)}")
+    try:  # every option is checked before any work, whichever methods run
+        arguments = {method: options.method_options(method, metadata.get("mean_colour")) for method in ALL_METHODS}
+    except ValueError as error:  # a bad --fill
+        raise FruitkerasError(str(error)) from None
+    probabilities = predict(model, images)
+    predicted = probabilities.argmax(axis=1)
+    targets = np.full(len(images), classes.index(label)) if label else predicted
+    maps, seconds = {}, {}
+    for method in methods:
+        kwargs = arguments.get(method) or options.method_options(method, metadata.get("mean_colour"))
+        started = time.perf_counter()
+        maps[method] = METHODS[method](model, images, targets, **kwargs)
+        seconds[method] = time.perf_counter() - started
+    return Explained(list(paths), images, classes, predicted, probabilities, targets,
+                     losses(model, images, targets), maps, seconds)
+
+
+def reference_level(method, options, explained, index):
+    """The map value that means "no effect": the unoccluded loss for plain occlusion maps, else 0."""
+    if method == "occlusion" and not options.delta:
+        return float(explained.base_losses[index])
+    return 0.0
+
+
+def write_explanations(explained, options, out, shared_scale=False):
+    """Figures (.png) and raw maps (.npy) for every image and method; returns the paths written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stems = unique_stems(explained.paths)
+    written = []
+    for method, maps in explained.maps.items():
+        tag = options.tag(method)
+        caption = "loss change with patch centred here" if method == "occlusion" and options.delta else None
+        references = [reference_level(method, options, explained, i) for i in range(len(maps))]
+        suffix = f"{method}-{tag}" if tag else method
+        for index, stem in enumerate(stems):
+            name = f"{stem}_{suffix}"
+            if explained.targets[index] != explained.predicted[index]:
+                name += f"_as-{explained.class_names[explained.targets[index]].replace(' ', '_')}"
+            np.save(out / f"{name}.npy", maps[index])
+            figure = explanation_figure([explained.images[index]], [maps[index]], [explained.title(index)], method,
+                                        caption, references=[references[index]])
+            save_figure(figure, out / f"{name}.png")
+            written += [out / f"{name}.png", out / f"{name}.npy"]
+        if len(maps) > 1:
+            titles = [explained.title(i) for i in range(len(maps))]
+            figure = explanation_figure(explained.images, maps, titles, method, caption, references=references,
+                                        shared_scale=shared_scale)
+            grid_path = out / f"grid_{suffix}{'_shared' if shared_scale else ''}.png"
+            save_figure(figure, grid_path)
+            written.append(grid_path)
+    return written
+
+
+def summary_lines(explained):
+    """What the terminal shows: each image's prediction and explained class, then each method's time."""
+    lines = []
+    for index, path in enumerate(explained.paths):
+        guess, target = explained.predicted[index], explained.targets[index]
+        lines.append(f"{path}: predicted {explained.class_names[guess]} ({explained.probabilities[index, guess]:.1%}), "
+                     f"explaining '{explained.class_names[target]}'")
+    count = len(explained.paths)
+    for method, seconds in explained.seconds.items():
+        lines.append(f"{method}: {count} image(s) in {seconds:.2f} s ({seconds / count:.3f} s per image)")
+    return lines
+
+
+def explain_files(model_path, inputs, methods, options, out, label=None, shared_scale=False, echo=print):
+    """The ``explain`` command: collect the images, explain, write, report."""
+    from fruitkeras.prediction import collect_images, load_images
+    from fruitkeras.runs import load_model
+
+    paths = collect_images(inputs)
+    model, metadata = load_model(model_path)
+    images, kept = load_images(paths, metadata["input_size"])
+    explained = explain_images(model, metadata, images, kept, methods, options, label)
+    echo(f"model: {model_path}")
+    written = write_explanations(explained, options, out, shared_scale)
+    for line in summary_lines(explained):
+        echo(line)
+    echo(f"wrote {len(written)} file(s) to {out}/")
+    return explained, written
