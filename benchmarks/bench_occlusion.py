@@ -6,7 +6,7 @@ call the model on that one image.  By default it is timed on a sample of
 positions spread over the image and scaled to the full map (--naive-positions
 0 times all of them); the two maps are compared on the sampled positions.
 
-    python benchmarks/bench_occlusion.py [--model runs/fruits4-vgg_small] [--image photo.jpg]
+    python benchmarks/bench_occlusion.py [--model runs/fruits77-vgg_small] [--image photo.jpg]
 """
 
 import argparse
@@ -26,8 +26,8 @@ from fruitkeras.explain.occlusion import occlusion, parse_fill  # noqa: E402
 from fruitkeras.explain.targets import loss_function  # noqa: E402
 from fruitkeras.runs import load_model  # noqa: E402
 
-DEFAULT_MODEL = Path("runs/fruits4-vgg_small/model.keras")
-DEFAULT_IMAGE = Path("../shared/data/fruits-360-4class/Test/apple/32_100.jpg")
+DEFAULT_MODEL = Path("runs/fruits77-vgg_small/model.keras")
+DEFAULT_IMAGE = Path("samples/Apple_Braeburn_1.jpg")
 
 
 def naive_losses(model, image, label, positions, patch, fill):

@@ -41,6 +41,7 @@ def main():
     clean = datalib.make_dataset(train, batch, shuffle=True, seed=1)
     augmented = datalib.make_dataset(train, batch, shuffle=True, seed=1,
                                      augmenter=datalib.make_augmenter(settings["augmentation"], 1))
+    # (All of Training/: the diagnosis asks about the statistics, not about held-out data.)
     norms = batchnorm_layers(model)
 
     def report(what):

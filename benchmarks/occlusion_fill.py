@@ -11,7 +11,7 @@ The last column looks at the maps themselves (patch --patch, every --stride
 pixels, on --map-images of the images): of all loss increase in the maps,
 the share found at positions whose patch covers background only.
 
-    python benchmarks/occlusion_fill.py --data ../shared/data/fruits-360-4class [--model runs/fruits4-vgg_small]
+    python benchmarks/occlusion_fill.py --data ../shared/data/fruits-360-77class [--model runs/fruits77-vgg_small]
 """
 
 import argparse
@@ -38,8 +38,8 @@ def fruit_masks(images, threshold):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="dataset folder (default: --data rules of fruitkeras)")
-    parser.add_argument("--model", type=Path, default=Path("runs/fruits4-vgg_small"))
-    parser.add_argument("--per-class", type=int, default=25, help="test images per class")
+    parser.add_argument("--model", type=Path, default=Path("runs/fruits77-vgg_small"))
+    parser.add_argument("--per-class", type=int, default=2, help="test images per class")
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--patch", type=int, default=10)
     parser.add_argument("--stride", type=int, default=4)

@@ -133,37 +133,20 @@ def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evalu
 def evaluate(run_or_model, data, out, batch_size, bn_train_mode):
     """Evaluate a run folder or model file (default: the newest run) on Test/.
 
-    Prints accuracy and loss; writes test_metrics.json, test_per_class.csv,
-    confusion_matrix.csv and confusion_matrix.png.
+    Prints accuracy, loss, per-class accuracy and the most frequent
+    confusions; writes test_metrics.json, test_per_class.csv,
+    confusion_matrix.csv, confusion_matrix.png and test_mistakes.csv.
 
     \b
     Examples:
-      fruitkeras eval runs/fruits4-vgg_small --data ../shared/data/fruits-360-4class
+      fruitkeras eval runs/fruits77-vgg_small --data ../shared/data/fruits-360-77class
       fruitkeras eval runs/smoke/model.keras --bn-train-mode
     """
     load_tensorflow()
-    from fruitkeras import data as datalib
-    from fruitkeras.evaluation import evaluate as run_evaluation
-    from fruitkeras.evaluation import top_confusions, write_report
-    from fruitkeras.runs import load_model, resolve_model_path
+    from fruitkeras.evaluation import evaluate_run
+    from fruitkeras.runs import resolve_model_path
 
-    model_path = resolve_model_path(run_or_model)
-    data_root = datalib.resolve_data_dir(data)
-    model, metadata = load_model(model_path)
-    result = run_evaluation(model, metadata, data_root, batch_size=batch_size, bn_train_mode=bn_train_mode)
-    correct = int((result.predictions == result.labels).sum())
-    click.echo(f"model: {model_path}")
-    click.echo(f"test accuracy: {result.accuracy:.4f} ({correct}/{len(result.labels)})  loss: {result.loss:.4f}"
-               + ("  [batch statistics]" if bn_train_mode else ""))
-    table = result.per_class()
-    width = max(len(name) for name in table["class"])
-    for row in table.itertuples():
-        click.echo(f"  {row[1]:<{width}}  {row.accuracy:.4f}  ({row.correct}/{row.images})")
-    confusions = top_confusions(result.confusion, result.class_names, 5)
-    if confusions:
-        click.echo("most frequent confusions: " + "; ".join(f"{t} -> {p} ({n})" for t, p, n in confusions))
-    for path in write_report(result, out or model_path.parent, model_path, data_root, bn_train_mode):
-        click.echo(f"wrote {path}")
+    evaluate_run(resolve_model_path(run_or_model), data, out, batch_size, bn_train_mode, echo=click.echo)
 
 
 EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion")  # fruitkeras.explain.METHODS, without importing TF

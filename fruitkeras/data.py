@@ -9,7 +9,7 @@ import io
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -110,9 +110,22 @@ class Split:
     class_names: list
     skipped: list  # (path, reason) for files that could not be used
     images: np.ndarray = None
+    _tensor: object = field(default=None, repr=False, compare=False)
 
     def __len__(self):
         return len(self.paths)
+
+    def tensor(self):
+        """The images as one uint8 tensor, made once.  It shares the array's memory
+        where the array is 64-byte aligned (as ``decode_split`` makes it): a 1 GB
+        copy costs seconds on a small machine, and memory."""
+        import tensorflow as tf
+
+        if self._tensor is None:
+            aligned = self.images.flags.c_contiguous and self.images.ctypes.data % 64 == 0
+            self._tensor = (tf.experimental.dlpack.from_dlpack(self.images.__dlpack__()) if aligned
+                            else tf.constant(self.images))
+        return self._tensor
 
     def subset(self, mask):
         """The images selected by a boolean or index array (no file is read)."""
@@ -164,15 +177,15 @@ def decode_split(split, size):
 
     JPEGs of exactly ``size`` (the dataset's own files) are decoded by
     TensorFlow's parallel decoder with libjpeg's accurate integer DCT, which
-    gives the very pixels PIL gives; every other file (another size, PNG,
-    grey, transparent, or one TensorFlow cannot read) goes through
-    ``load_rgb``, as in explanations.  Files neither can read move to
+    gives the very pixels PIL gives (grey ones become RGB alike); every other
+    file (another size, PNG and other formats, or one TensorFlow cannot read)
+    goes through ``load_rgb``, as in explanations.  Files neither can read move to
     ``skipped``; a class left with no image is an error.
     """
     import tensorflow as tf
 
     height, width = size
-    images = np.zeros((len(split), height, width, 3), dtype=np.uint8)
+    images = aligned_zeros((len(split), height, width, 3))
     done = np.zeros(len(split), dtype=bool)
 
     def decode(index, path):
@@ -212,6 +225,15 @@ def decode_split(split, size):
     return kept
 
 
+def aligned_zeros(shape, alignment=64):
+    """A zeroed uint8 array whose data starts on an ``alignment``-byte boundary,
+    so that TensorFlow can use its memory in place (``Split.tensor``)."""
+    size = int(np.prod(shape))
+    raw = np.zeros(size + alignment, dtype=np.uint8)
+    offset = -raw.ctypes.data % alignment
+    return raw[offset : offset + size].reshape(shape)
+
+
 def read_split(split_dir, size, limit_per_class=None, seed=0):
     """``scan_split`` then ``decode_split``: the usable images of a split folder."""
     return decode_split(scan_split(split_dir, limit_per_class, seed), size)
@@ -249,18 +271,20 @@ def natural_key(path):
 def split_validation(split, fraction, seed, block=1):
     """Carve a stratified validation share out of a split, reproducibly.
 
-    ``block`` > 1 takes runs of that many consecutive frames (in natural file
-    name order) together: Fruits-360 photos are frames of one rotating fruit,
-    so a frame's neighbours are near-copies of it, and a validation frame
-    whose neighbours are in training measures memory more than recognition.
+    Returns (training rows, validation rows): sorted index arrays into the
+    split, so that no image is copied.  ``block`` > 1 takes runs of that many
+    consecutive frames (in natural file name order) together: Fruits-360
+    photos are frames of one rotating fruit, so a frame's neighbours are
+    near-copies of it, and a validation frame whose neighbours are in
+    training measures memory more than recognition.
     """
+    everything = np.arange(len(split))
     if fraction <= 0:
-        return split, None
+        return everything, everything[:0]
     rng = np.random.default_rng(seed)
     val_mask = np.zeros(len(split), dtype=bool)
     for label in range(len(split.class_names)):
-        members = np.flatnonzero(split.labels == label)
-        members = sorted(members, key=lambda i: natural_key(split.paths[i]))
+        members = sorted(np.flatnonzero(split.labels == label), key=lambda i: natural_key(split.paths[i]))
         count = min(int(round(len(members) * fraction)), len(members) - 1)
         runs = [members[start : start + block] for start in range(0, len(members), block)]
         chosen = []
@@ -269,39 +293,47 @@ def split_validation(split, fraction, seed, block=1):
                 break
             chosen.extend(run[: count - len(chosen)])
         val_mask[chosen] = True
-    train, val = split.subset(~val_mask), split.subset(val_mask)
-    train.skipped = split.skipped
-    return train, (val if len(val) else None)
+    return everything[~val_mask], everything[val_mask]
 
 
-def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None):
+def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repeat=False, rows=None):
     """A tf.data pipeline over a decoded split: (shuffle), batch, scale to [0, 1], (augment), prefetch.
 
-    The images stay one uint8 tensor in memory and batches are gathered from
-    it by index, so a reshuffle each epoch costs nothing.  Shuffled (training)
+    ``rows`` picks images of the split by index (default: all, in order).  The
+    images stay one uint8 tensor in memory and batches are gathered from it by
+    index, so neither a subset nor a reshuffle each epoch copies any image.  Shuffled (training)
     pipelines drop the last partial batch: a batch of a few images gives
-    batch-norm statistics far from the population's, and with momentum 0.9 one
-    such batch at the end of every epoch moved the moving statistics right
-    before each evaluation.
+    batch-norm statistics far from the population's.  ``repeat``: endless,
+    reshuffled every pass, so that one iterator serves every epoch.
+
+    tf.data's autotuning is off, with fixed parallelism: deleting an iterator
+    waited for the autotuning thread's sleep, which grows to a minute, and
+    stalled training for up to a minute at epoch ends.
     """
     import tensorflow as tf
 
     if split.images is None:
         raise ValueError("make_dataset needs a decoded split (decode_split)")
-    images = tf.constant(split.images)
+    images = split.tensor()
     labels = tf.constant(split.labels)
-    indices = tf.data.Dataset.range(len(split))
+    rows = np.arange(len(split)) if rows is None else np.asarray(rows, dtype=np.int64)
+    workers = os.cpu_count() or 1
+    indices = tf.data.Dataset.from_tensor_slices(rows)
     if shuffle:
-        indices = indices.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-    indices = indices.batch(batch_size, drop_remainder=shuffle and len(split) >= batch_size)
+        indices = indices.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    indices = indices.batch(batch_size, drop_remainder=shuffle and len(rows) >= batch_size)
+    if repeat:
+        indices = indices.repeat()
 
     def gather(index):
         return tf.cast(tf.gather(images, index), tf.float32) * PIXEL_SCALE, tf.gather(labels, index)
 
-    dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = indices.map(gather, num_parallel_calls=workers)
     if augmenter is not None:
-        dataset = dataset.map(lambda x, y: (augmenter(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+        dataset = dataset.map(lambda x, y: (augmenter(x), y), num_parallel_calls=workers)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(2).with_options(options)
 
 
 def make_augmenter(settings, seed=0):
@@ -349,8 +381,9 @@ def make_augmenter(settings, seed=0):
     return augment
 
 
-def mean_colour(split, sample=200, seed=0):
-    """Mean RGB in [0, 1] over a sample of a decoded split (stored with the model for occlusion fills)."""
+def mean_colour(split, rows=None, sample=200, seed=0):
+    """Mean RGB in [0, 1] over a sample of a decoded split's ``rows`` (stored with the model for occlusion fills)."""
+    rows = np.arange(len(split)) if rows is None else np.asarray(rows)
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(split), size=min(sample, len(split)), replace=False)
-    return [float(v) for v in split.images[np.sort(chosen)].reshape(-1, 3).mean(axis=0) * PIXEL_SCALE]
+    chosen = np.sort(rng.choice(rows, size=min(sample, len(rows)), replace=False))
+    return [float(v) for v in split.images[chosen].reshape(-1, 3).mean(axis=0) * PIXEL_SCALE]

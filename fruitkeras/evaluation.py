@@ -13,6 +13,7 @@ PER_CLASS_FILE = "test_per_class.csv"
 CONFUSION_CSV = "confusion_matrix.csv"
 CONFUSION_PNG = "confusion_matrix.png"
 METRICS_FILE = "test_metrics.json"
+MISTAKES_FILE = "test_mistakes.csv"
 
 
 @dataclass
@@ -20,6 +21,22 @@ class Evaluation:
     class_names: list
     labels: np.ndarray  # true class per image, indexing class_names
     probabilities: np.ndarray  # (images, classes)
+    paths: list = None  # the image files, when known
+
+    def mistakes(self):
+        """The misclassified images, most confident mistake first."""
+        import pandas as pd
+
+        predicted = self.predictions
+        wrong = np.flatnonzero(predicted != self.labels)
+        rows = pd.DataFrame({
+            "image": [self.paths[i] if self.paths else i for i in wrong],
+            "true": [self.class_names[self.labels[i]] for i in wrong],
+            "predicted": [self.class_names[predicted[i]] for i in wrong],
+            "probability_predicted": self.probabilities[wrong, predicted[wrong]],
+            "probability_true": self.probabilities[wrong, self.labels[wrong]],
+        })
+        return rows.sort_values("probability_predicted", ascending=False, kind="stable").reset_index(drop=True)
 
     @property
     def predictions(self):
@@ -110,27 +127,49 @@ def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False):
     datalib.report_skipped(split)
     datalib.check_same_classes(class_names, split.class_names, "the model", f"{data_root}/Test/")
     to_model = np.asarray([class_names.index(name) for name in split.class_names])
+    split.labels = to_model[split.labels]
     order = np.arange(len(split))
     if bn_train_mode:
         order = np.random.default_rng(0).permutation(len(split))
-    ordered = split.subset(order)
-    ordered.labels = to_model[ordered.labels]
 
     set_batch_stats_at_inference(model, bn_train_mode)
     try:
-        probabilities, labels = predict_probabilities(model, datalib.make_dataset(ordered, batch_size))
+        probabilities, labels = predict_probabilities(model, datalib.make_dataset(split, batch_size, rows=order))
     finally:
         set_batch_stats_at_inference(model, False)
-    return Evaluation(class_names, labels, probabilities)
+    return Evaluation(class_names, labels, probabilities, [split.paths[i] for i in order])
+
+
+def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=False, echo=print):
+    """The ``eval`` command: evaluate a model file on Test/, print the results, write the reports."""
+    from fruitkeras.runs import load_model
+
+    data_root = datalib.resolve_data_dir(data)
+    model, metadata = load_model(model_path)
+    result = evaluate(model, metadata, data_root, batch_size=batch_size, bn_train_mode=bn_train_mode)
+    correct = int((result.predictions == result.labels).sum())
+    echo(f"model: {model_path}")
+    echo(f"test accuracy: {result.accuracy:.4f} ({correct}/{len(result.labels)})  loss: {result.loss:.4f}"
+         + ("  [batch statistics]" if bn_train_mode else ""))
+    table = result.per_class()
+    width = max(len(name) for name in table["class"])
+    for row in table.itertuples():
+        echo(f"  {row[1]:<{width}}  {row.accuracy:.4f}  ({row.correct}/{row.images})")
+    confusions = top_confusions(result.confusion, result.class_names, 5)
+    if confusions:
+        echo("most frequent confusions: " + "; ".join(f"{t} -> {p} ({n})" for t, p, n in confusions))
+    for path in write_report(result, out or Path(model_path).parent, model_path, data_root, bn_train_mode):
+        echo(f"wrote {path}")
+    return result
 
 
 def write_report(evaluation, out_dir, model_path, data_root, bn_train_mode=False):
-    """Per-class CSV, confusion matrix CSV + PNG and a metrics JSON; returns their paths."""
+    """Metrics JSON, per-class CSV, confusion matrix CSV + PNG and the mistakes CSV; returns their paths."""
     import pandas as pd
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / name for name in (METRICS_FILE, PER_CLASS_FILE, CONFUSION_CSV, CONFUSION_PNG)]
+    paths = [out_dir / name for name in (METRICS_FILE, PER_CLASS_FILE, CONFUSION_CSV, CONFUSION_PNG, MISTAKES_FILE)]
     metrics = {
         "model": str(model_path),
         "data": str(data_root),
@@ -144,6 +183,7 @@ def write_report(evaluation, out_dir, model_path, data_root, bn_train_mode=False
     names = evaluation.class_names
     pd.DataFrame(evaluation.confusion, index=pd.Index(names, name="true \\ predicted"), columns=names).to_csv(paths[2])
     plot_confusion(evaluation, paths[3])
+    evaluation.mistakes().to_csv(paths[4], index=False, float_format="%.4f")
     return paths
 
 

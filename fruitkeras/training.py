@@ -166,14 +166,9 @@ def train(
         datalib.check_same_classes(listed.class_names, test_listed.class_names, "Training/", "Test/")
 
     split = datalib.decode_split(listed, size)
-    # Test is needed only at the first epoch's end: decode it while training starts.
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as decoder:
-        test_decoding = decoder.submit(datalib.decode_split, test_listed, size) if test_listed else None
-        return _train_decoded(architecture, architecture_path, split, test_decoding if test_evaluation else None,
-                              data_root, run_dir, epochs, seed, limit_per_class, resume, record, verbose,
-                              test_evaluation, extra_callbacks)
+    return _train_decoded(architecture, architecture_path, split, test_listed if test_evaluation else None, data_root,
+                          run_dir, epochs, seed, limit_per_class, resume, record, verbose, test_evaluation,
+                          extra_callbacks)
 
 
 def _stored_data_dir(record, run_dir):
@@ -184,7 +179,7 @@ def _stored_data_dir(record, run_dir):
     return path
 
 
-def _train_decoded(architecture, architecture_path, split, test_decoding, data_root, run_dir, epochs, seed,
+def _train_decoded(architecture, architecture_path, split, test_listed, data_root, run_dir, epochs, seed,
                    limit_per_class, resume, record, verbose, test_evaluation, extra_callbacks):
     import keras
 
@@ -192,18 +187,20 @@ def _train_decoded(architecture, architecture_path, split, test_decoding, data_r
 
     settings = architecture.training
     datalib.report_skipped(split)
-    train_split, val_split = datalib.split_validation(split, settings["validation_split"], seed,
-                                                       settings["validation_block"])
+    train_rows, val_rows = datalib.split_validation(split, settings["validation_split"], seed,
+                                                    settings["validation_block"])
     keras.utils.set_random_seed(seed)
     batch_size = settings["batch_size"]
     train_data = datalib.make_dataset(
-        train_split, batch_size, shuffle=True, seed=seed, augmenter=datalib.make_augmenter(settings["augmentation"], seed),
+        split, batch_size, shuffle=True, seed=seed, augmenter=datalib.make_augmenter(settings["augmentation"], seed),
+        repeat=True, rows=train_rows,  # one iterator for all epochs (steps_per_epoch below)
     )
     evaluation_batch = max(batch_size, 256)  # inference only: bigger batches are faster
-    val_data = datalib.make_dataset(val_split, evaluation_batch) if val_split else None
+    val_data = datalib.make_dataset(split, evaluation_batch, rows=val_rows) if len(val_rows) else None
 
     def test_data():
-        test_split = test_decoding.result()
+        # Decoded when the first epoch ends, not before: the first step comes sooner.
+        test_split = datalib.decode_split(test_listed, architecture.input_size)
         datalib.report_skipped(test_split)
         to_model = np.asarray([split.class_names.index(name) for name in test_split.class_names])
         test_split.labels = to_model[test_split.labels]
@@ -211,13 +208,13 @@ def _train_decoded(architecture, architecture_path, split, test_decoding, data_r
 
     statistics_data = None
     if settings["precise_bn_batches"]:
-        statistics_data = datalib.make_dataset(train_split, batch_size, shuffle=True, seed=seed + 1)
-    evaluation = EpochEvaluation(val_data, _once(test_data) if test_decoding else None,
+        statistics_data = datalib.make_dataset(split, batch_size, shuffle=True, seed=seed + 1, rows=train_rows)
+    evaluation = EpochEvaluation(val_data, _once(test_data) if test_listed else None,
                                  statistics_data, settings["precise_bn_batches"])
 
     num_classes = len(split.class_names)
     model = build_model(architecture, num_classes)
-    steps_per_epoch = max(len(train_split) // batch_size, 1)
+    steps_per_epoch = max(len(train_rows) // batch_size, 1)
     model.compile(optimizer=_optimizer(settings, steps_per_epoch, epochs),
                   loss=_loss(settings["label_smoothing"], num_classes), metrics=["accuracy"])
 
@@ -233,8 +230,8 @@ def _train_decoded(architecture, architecture_path, split, test_decoding, data_r
             "test_evaluation": test_evaluation,
             "epochs": epochs,
             "class_names": split.class_names,
-            "train_images": len(train_split),
-            "validation_images": len(val_split) if val_split else 0,
+            "train_images": len(train_rows),
+            "validation_images": len(val_rows),
             "parameters": int(model.count_params()),
             "started": now_iso(),
         }
@@ -247,14 +244,14 @@ def _train_decoded(architecture, architecture_path, split, test_decoding, data_r
     callbacks = logging_callbacks(run_dir / HISTORY_FILE, run_dir / BACKUP_DIR, append=resume, epochs=epochs,
                                   evaluation=evaluation, progress_bar=verbose >= 2)
     if verbose:
-        print(f"training {architecture.name} ({model.count_params():,} parameters) on {len(train_split)} images "
-              f"({len(val_split) if val_split else 0} for validation), {num_classes} classes, "
+        print(f"training {architecture.name} ({model.count_params():,} parameters) on {len(train_rows)} images "
+              f"({len(val_rows)} for validation), {num_classes} classes, "
               f"{epochs} epochs -> {run_dir}", flush=True)
     stopper = callbacks[-1]
     try:
         with stopper:
-            model.fit(train_data, epochs=epochs, verbose=1 if verbose >= 2 else 0, shuffle=False,  # the pipeline shuffles
-                      callbacks=callbacks + list(extra_callbacks))
+            model.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=1 if verbose >= 2 else 0,
+                      shuffle=False, callbacks=callbacks + list(extra_callbacks))  # the pipeline shuffles
     except KeyboardInterrupt:
         if verbose >= 2:
             print(flush=True)  # end the progress bar's line before the message
@@ -263,7 +260,7 @@ def _train_decoded(architecture, architecture_path, split, test_decoding, data_r
             f"Continue with: fruitkeras train {architecture_path} --run-dir {run_dir} --resume"
         ) from None
     record["finished"] = now_iso()
-    record["mean_colour"] = datalib.mean_colour(train_split, seed=seed)
+    record["mean_colour"] = datalib.mean_colour(split, train_rows, seed=seed)
     metadata = {
         "class_names": split.class_names,
         "input_size": list(architecture.input_size),
@@ -313,6 +310,7 @@ def plot_learning_curves(history_path, out_path, resumed=()):
     epochs = history["epoch"]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for axis, metric in zip(axes, ("loss", "accuracy")):
+        # The training loss is the optimised one (augmented images, label smoothing if any).
         for prefix, label in (("", "training"), ("val_", "validation"), ("test_", "test")):
             if f"{prefix}{metric}" in history:
                 axis.plot(epochs, history[f"{prefix}{metric}"], marker="o", markersize=3, label=label)

@@ -163,14 +163,11 @@ def test_class_mismatch_message():
 def test_validation_split_is_stratified_disjoint_and_seeded(image_folders):
     split = datalib.read_split(image_folders / "Training", (8, 8))
     train, val = datalib.split_validation(split, 0.25, seed=1)
-    assert np.bincount(val.labels).tolist() == [3, 3, 3]
-    assert not set(train.paths) & set(val.paths)
+    assert np.bincount(split.labels[val]).tolist() == [3, 3, 3]
+    assert not set(train) & set(val)
     assert len(train) + len(val) == len(split)
-    assert datalib.split_validation(split, 0.25, seed=1)[1].paths == val.paths
-    assert sorted(datalib.split_validation(split, 0.25, seed=2)[1].paths) != sorted(val.paths)
-    # Images travel with their paths.
-    index = split.paths.index(val.paths[0])
-    np.testing.assert_array_equal(val.images[0], split.images[index])
+    np.testing.assert_array_equal(datalib.split_validation(split, 0.25, seed=1)[1], val)
+    assert set(datalib.split_validation(split, 0.25, seed=2)[1]) != set(val)
 
 
 def test_validation_blocks_take_consecutive_frames_together(tmp_path):
@@ -180,13 +177,25 @@ def test_validation_blocks_take_consecutive_frames_together(tmp_path):
         save(folder / f"r_{number}_100.jpg", np.full((4, 4, 3), 200, np.uint8))
     split = datalib.read_split(tmp_path / "Training", (4, 4))
     _, val = datalib.split_validation(split, 0.25, seed=0, block=5)
-    frames = sorted(int(Path(p).name.split("_")[1]) for p in val.paths)
+    frames = sorted(int(Path(split.paths[i]).name.split("_")[1]) for i in val)
     assert len(frames) == 10
     assert len({frame // 5 for frame in frames}) == 2  # two whole runs of 5 consecutive frames
 
 
+def test_decoded_images_are_shared_with_tensorflow_not_copied(image_folders):
+    split = datalib.read_split(image_folders / "Test", (8, 8))
+    tensor = split.tensor()
+    assert tensor is split.tensor()  # made once
+    np.testing.assert_array_equal(tensor.numpy(), split.images)
+    split.images[0, 0, 0, 0] = 7  # the same memory
+    assert int(tensor[0, 0, 0, 0]) == 7
+
+
 def test_pipeline_batches_scaled_images(image_folders):
     split = datalib.read_split(image_folders / "Test", (16, 16))
+    rows = datalib.make_dataset(split, batch_size=5, rows=[3, 0])
+    picked = np.concatenate([b[1].numpy() for b in rows])
+    assert picked.tolist() == split.labels[[3, 0]].tolist()
     batches = list(datalib.make_dataset(split, batch_size=5))
     images = np.concatenate([b[0].numpy() for b in batches])
     labels = np.concatenate([b[1].numpy() for b in batches])
