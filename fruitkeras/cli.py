@@ -149,7 +149,8 @@ def evaluate(run_or_model, data, out, batch_size, bn_train_mode):
     evaluate_run(resolve_model_path(run_or_model), data, out, batch_size, bn_train_mode, echo=click.echo)
 
 
-EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion")  # fruitkeras.explain.METHODS, without importing TF
+# fruitkeras.explain.METHODS, named here so that --help needs no TensorFlow.
+EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion", "gradcam", "integrated")
 
 
 @main.command()
@@ -171,11 +172,18 @@ EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion")  # fruit
 @click.option("--noise", type=click.FloatRange(min=0), default=0.15, show_default=True, help="SmoothGrad noise std.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Occluded images per forward pass (bounds memory).")
+@click.option("--layer", type=click.IntRange(min=1),
+              help="Grad-CAM: the layer whose feature maps are weighed, numbered as in the architecture file "
+                   "(default: the last conv).")
+@click.option("--baseline", default="white", show_default=True,
+              help="Integrated Gradients: the starting image's colour, as --fill takes it.")
+@click.option("--steps", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Integrated Gradients: integration steps.")
 @click.option("--shared-scale", is_flag=True, help="One colour scale for every row of the grid figure.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("explanations"),
               show_default=True, help="Folder for the figures (.png) and raw maps (.npy).")
 def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduce, samples, noise, batch_size,
-            shared_scale, out):
+            layer, baseline, steps, shared_scale, out):
     """Explain the model's decision on each image with a heatmap.
 
     IMAGES are files, folders (all their images) or globs.  Writes
@@ -190,6 +198,7 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
       fruitkeras explain a.jpg b.png --method gradient --method occlusion --model runs/fruits77-vgg_small
       fruitkeras explain a.jpg --method all --label "Apple Braeburn"
       fruitkeras explain 'photos/*.jpg' --method occlusion --patch 10 --stride 2 --fill grey
+      fruitkeras explain a.jpg --method gradcam --layer 9 --method integrated --steps 128
     """
     load_tensorflow()
     from fruitkeras.explain.report import ExplainOptions, explain_files
@@ -197,7 +206,7 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
 
     chosen = EXPLAIN_METHODS if "all" in methods else tuple(dict.fromkeys(methods))  # keeps order, drops repeats
     options = ExplainOptions(reduce=reduce, samples=samples, noise=noise, patch=patch, stride=stride, fill=fill,
-                             delta=delta, batch_size=batch_size,
+                             delta=delta, batch_size=batch_size, layer=layer, baseline=baseline, steps=steps,
                              progress=sys.stdout.isatty())  # a bar for a person watching, not for logs and pipes
     explain_files(resolve_model_path(model_arg), images, chosen, options, out, label, shared_scale, echo=click.echo)
 

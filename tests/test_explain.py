@@ -321,6 +321,9 @@ def test_cli_uses_newest_run_by_default(trained_run, runner, tmp_path, monkeypat
     [
         (["--label", "banana"], "unknown --label 'banana'"),
         (["--fill", "purple"], "fill must be"),
+        (["--baseline", "purple"], "baseline must be"),
+        (["--method", "gradcam", "--layer", "99"], "--layer must be between 1 and"),
+        (["--method", "gradcam", "--layer", "5"], "has no spatial feature maps"),
         (["--model", "nowhere"], "no such model file"),
     ],
 )

@@ -12,9 +12,9 @@ import pytest
 
 from fruitkeras import data as datalib
 from fruitkeras.cli import main
-from fruitkeras.explain import gradient_saliency, occlusion
+from fruitkeras.explain import gradient_saliency, integrated_gradients, occlusion
 from fruitkeras.explain.occlusion import positions_touching
-from fruitkeras.explain.targets import losses
+from fruitkeras.explain.targets import losses, scores_from
 from fruitkeras.runs import load_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,3 +63,13 @@ def test_both_explanation_methods_on_a_real_photo_point_at_the_fruit():
     assert np.median(np.abs(heatmap[~touches_fruit] - base)) < 0.05 * base + 1e-6
     assert heatmap.max() > 1.05 * base
     assert saliency[fruit].mean() > 3 * saliency[~touches_fruit].mean()
+
+
+def test_integrated_gradients_completeness_on_the_shipped_model():
+    model, metadata = load_model(SHIPPED_RUN / "model.keras")
+    images = np.stack([datalib.load_image(path, metadata["input_size"]) for path in sorted((REPO / "samples").glob("*.jpg"))[:3]])
+    score = scores_from(model)
+    predicted = np.asarray(score(images)).argmax(axis=1)
+    maps = integrated_gradients(model, images, predicted, steps=64)
+    change = np.asarray(score(images))[np.arange(3), predicted] - np.asarray(score(np.ones_like(images[:1])))[0, predicted]
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), change, rtol=0.01)

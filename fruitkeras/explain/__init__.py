@@ -10,7 +10,9 @@ the result float32 (N, H, W).  Batch-norm layers always run in inference mode.
 Drawing lives in ``drawing``; nothing here plots.
 """
 
+from fruitkeras.explain.gradcam import gradcam
 from fruitkeras.explain.gradient import gradient_saliency, gradient_x_input, smoothgrad
+from fruitkeras.explain.integrated_gradients import integrated_gradients
 from fruitkeras.explain.occlusion import occlusion
 
 METHODS = {
@@ -18,4 +20,6 @@ METHODS = {
     "smoothgrad": smoothgrad,
     "gradxinput": gradient_x_input,
     "occlusion": occlusion,
+    "gradcam": gradcam,
+    "integrated": integrated_gradients,
 }

@@ -20,6 +20,8 @@ CAPTIONS = {
     "smoothgrad": "SmoothGrad |d loss / d pixel|",
     "gradxinput": "|gradient x input|",
     "occlusion": "loss with patch centred here",
+    "gradcam": "Grad-CAM",
+    "integrated": "integrated gradients (red: for the class)",
 }
 
 

@@ -6,7 +6,7 @@ writes them.
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ import numpy as np
 from fruitkeras.errors import FruitkerasError
 from fruitkeras.explain import METHODS
 from fruitkeras.explain.drawing import explanation_figure, save_figure
+from fruitkeras.explain.gradcam import feature_layer_index
 from fruitkeras.explain.occlusion import parse_fill
 from fruitkeras.explain.targets import losses, predict
 
@@ -33,7 +34,9 @@ class ExplainOptions:
     delta: bool = False
     batch_size: int = 256
     progress: bool = False
-    extra: dict = field(default_factory=dict)  # options of methods added later, by name
+    layer: int = None  # Grad-CAM's layer (architecture numbering); None: the last convolution
+    baseline: str = "white"  # Integrated Gradients' starting image, a colour as --fill takes it
+    steps: int = 64
 
     def method_options(self, method, mean_colour):
         if method in ("gradient", "gradxinput"):
@@ -43,7 +46,11 @@ class ExplainOptions:
         if method == "occlusion":
             return {"patch": self.patch, "stride": self.stride, "fill": parse_fill(self.fill, mean_colour),
                     "batch_size": self.batch_size, "relative": self.delta, "progress": self.progress}
-        return dict(self.extra.get(method, {}))
+        if method == "gradcam":
+            return {"layer": self.layer}
+        if method == "integrated":
+            return {"baseline": parse_fill(self.baseline, mean_colour, what="baseline"), "steps": self.steps}
+        raise ValueError(f"unknown method '{method}'")
 
     def tag(self, method):
         """The options that shape a method's map, for file names: other options, other files."""
@@ -52,9 +59,17 @@ class ExplainOptions:
         if method == "smoothgrad":
             return f"{self.reduce}-n{self.samples}-s{self.noise:g}"
         if method == "occlusion":
-            fill = self.fill.replace(",", "_").replace(" ", "")
-            return f"p{self.patch}-s{self.stride}-{fill}" + ("-delta" if self.delta else "")
-        return "-".join(f"{key}{value}" for key, value in sorted(self.extra.get(method, {}).items()))
+            return f"p{self.patch}-s{self.stride}-{colour_tag(self.fill)}" + ("-delta" if self.delta else "")
+        if method == "gradcam":
+            return "last-conv" if self.layer is None else f"layer{self.layer}"
+        if method == "integrated":
+            return f"{colour_tag(self.baseline)}-n{self.steps}"
+        raise ValueError(f"unknown method '{method}'")
+
+
+def colour_tag(text):
+    """A fill or baseline as it may stand in a file name."""
+    return str(text).replace(",", "_").replace(" ", "")
 
 
 def unique_stems(paths):
@@ -94,14 +109,16 @@ def explain_images(model, metadata, images, paths, methods, options, label=None)
         raise FruitkerasError(f"unknown --label '{label}'; the model knows: {', '.join(classes)}")
     try:  # every option is checked before any work, whichever methods run
         arguments = {method: options.method_options(method, metadata.get("mean_colour")) for method in ALL_METHODS}
-    except ValueError as error:  # a bad --fill
+        if "gradcam" in methods:
+            feature_layer_index(model, options.layer)
+    except ValueError as error:  # a bad --fill, --baseline or --layer
         raise FruitkerasError(str(error)) from None
     probabilities = predict(model, images)
     predicted = probabilities.argmax(axis=1)
     targets = np.full(len(images), classes.index(label)) if label else predicted
     maps, seconds = {}, {}
     for method in methods:
-        kwargs = arguments.get(method) or options.method_options(method, metadata.get("mean_colour"))
+        kwargs = arguments[method]
         started = time.perf_counter()
         maps[method] = METHODS[method](model, images, targets, **kwargs)
         seconds[method] = time.perf_counter() - started

@@ -41,6 +41,38 @@ def loss_function(model):
     return from_logits
 
 
+def ends_in_softmax_dense(model):
+    last = model.layers[-1]
+    return getattr(getattr(last, "activation", None), "__name__", "") == "softmax" and hasattr(last, "kernel")
+
+
+def scores_from(model, start=0):
+    """f(features) -> class scores, running ``model.layers[start:]`` in inference mode.
+
+    The score is the logit (the softmax's input) when the model ends in a
+    softmax Dense layer, as every fruitkeras model does; otherwise the log
+    probability.  Grad-CAM and Integrated Gradients explain this score.
+    """
+    layers = model.layers[start:]
+    if not ends_in_softmax_dense(model):
+
+        def log_probabilities(features):
+            for layer in layers:
+                features = layer(features, training=False)
+            return tf.math.log(tf.maximum(features, PROBABILITY_FLOOR))
+
+        return log_probabilities
+    last = model.layers[-1]
+
+    def logits(features):
+        for layer in layers[:-1]:
+            features = layer(features, training=False)
+        result = tf.matmul(features, last.kernel)
+        return result + last.bias if last.use_bias else result
+
+    return logits
+
+
 def losses(model, images, labels, batch_size=64):
     """Each image's loss towards its label, as a NumPy array (eager; for a few images)."""
     loss = loss_function(model)
