@@ -31,9 +31,11 @@ def import_tensorflow_quietly():
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             try:
-                import tensorflow  # noqa: F401
+                import tensorflow
             finally:
                 os.dup2(saved, 2)
+            # tf.function's retracing notices: expected when a command explains several models or classes.
+            tensorflow.get_logger().setLevel("ERROR")
     finally:
         os.close(saved)
 
@@ -180,10 +182,13 @@ EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion", "gradcam
 @click.option("--steps", type=click.IntRange(min=1), default=64, show_default=True,
               help="Integrated Gradients: integration steps.")
 @click.option("--shared-scale", is_flag=True, help="One colour scale for every row of the grid figure.")
+@click.option("--metrics", is_flag=True,
+              help="Print each map's faithfulness: deletion and insertion AUC, and the rank correlation with the "
+                   "map of a model with re-initialised weights.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("explanations"),
               show_default=True, help="Folder for the figures (.png) and raw maps (.npy).")
 def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduce, samples, noise, batch_size,
-            layer, baseline, steps, shared_scale, out):
+            layer, baseline, steps, shared_scale, metrics, out):
     """Explain the model's decision on each image with a heatmap.
 
     IMAGES are files, folders (all their images) or globs.  Writes
@@ -199,6 +204,7 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
       fruitkeras explain a.jpg --method all --label "Apple Braeburn"
       fruitkeras explain 'photos/*.jpg' --method occlusion --patch 10 --stride 2 --fill grey
       fruitkeras explain a.jpg --method gradcam --layer 9 --method integrated --steps 128
+      fruitkeras explain a.jpg --method all --metrics
     """
     load_tensorflow()
     from fruitkeras.explain.report import ExplainOptions, explain_files
@@ -208,7 +214,8 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
     options = ExplainOptions(reduce=reduce, samples=samples, noise=noise, patch=patch, stride=stride, fill=fill,
                              delta=delta, batch_size=batch_size, layer=layer, baseline=baseline, steps=steps,
                              progress=sys.stdout.isatty())  # a bar for a person watching, not for logs and pipes
-    explain_files(resolve_model_path(model_arg), images, chosen, options, out, label, shared_scale, echo=click.echo)
+    explain_files(resolve_model_path(model_arg), images, chosen, options, out, label, shared_scale, echo=click.echo,
+                  metrics=metrics)
 
 
 @main.command()

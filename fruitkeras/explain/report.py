@@ -176,7 +176,45 @@ def summary_lines(explained):
     return lines
 
 
-def explain_files(model_path, inputs, methods, options, out, label=None, shared_scale=False, echo=print):
+@dataclass
+class Faithfulness:
+    """One map's scores: deletion and insertion AUC, rank correlation after randomising the model."""
+
+    deletion: float
+    insertion: float
+    correlation_top: float  # the top layer with weights re-initialised
+    correlation_all: float  # every layer with weights re-initialised (cascading)
+
+
+def measure_faithfulness(model, metadata, explained, options):
+    """{method: [Faithfulness per image]} for every map in ``explained``."""
+    from fruitkeras.explain.faithfulness import deletion_insertion, randomisation_correlations
+
+    fill = parse_fill(options.fill, metadata.get("mean_colour"))
+    results = {}
+    for method, maps in explained.maps.items():
+        kwargs = options.method_options(method, metadata.get("mean_colour"))
+        kwargs.pop("progress", None)
+        curves = deletion_insertion(model, explained.images, maps, explained.targets, fill=fill)
+        correlations = randomisation_correlations(model, METHODS[method], explained.images, explained.targets,
+                                                  maps=maps, **kwargs)
+        results[method] = [Faithfulness(d, i, top, everything) for (d, i, _, _), top, everything
+                           in zip(curves, correlations[1], correlations[None])]
+    return results
+
+
+def faithfulness_lines(explained, results):
+    lines = ["faithfulness (deletion AUC: lower is better; insertion AUC: higher is better; rank correlation "
+             "with the map after re-initialising the top layer / all layers: lower is better)"]
+    for method, scores in results.items():
+        for path, score in zip(explained.paths, scores):
+            lines.append(f"  {method:<11} {path}: deletion {score.deletion:.3f}  insertion {score.insertion:.3f}  "
+                         f"randomised top {score.correlation_top:+.2f} / all {score.correlation_all:+.2f}")
+    return lines
+
+
+def explain_files(model_path, inputs, methods, options, out, label=None, shared_scale=False, echo=print,
+                  metrics=False):
     """The ``explain`` command: collect the images, explain, write, report."""
     from fruitkeras.prediction import collect_images, load_images
     from fruitkeras.runs import load_model
@@ -189,5 +227,8 @@ def explain_files(model_path, inputs, methods, options, out, label=None, shared_
     written = write_explanations(explained, options, out, shared_scale)
     for line in summary_lines(explained):
         echo(line)
+    if metrics:
+        for line in faithfulness_lines(explained, measure_faithfulness(model, metadata, explained, options)):
+            echo(line)
     echo(f"wrote {len(written)} file(s) to {out}/")
     return explained, written

@@ -1,0 +1,83 @@
+"""Faithfulness metrics: rank correlation, deletion/insertion curves, randomisation check."""
+
+import keras
+import numpy as np
+import pytest
+
+from fruitkeras.cli import main
+from fruitkeras.explain import gradient_saliency
+from fruitkeras.explain.faithfulness import (deletion_insertion, randomisation_correlations, randomised_copy,
+                                             spearman, weighted_layers)
+
+
+def test_spearman_by_hand():
+    a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert spearman(a, a) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    assert spearman(a, np.exp(a)) == pytest.approx(1.0)  # ranks only
+    # ties get average ranks: x ranks 1, 2.5, 2.5, 4; y ranks 1, 2, 3, 4 -> rho = 4.5 / sqrt(4.5 * 5)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / np.sqrt(4.5 * 5.0))
+    assert spearman(np.ones(4), [1, 2, 3, 4]) == 0.0
+
+
+def corner_model():
+    """Class 1's logit grows with the darkness of the top-left 2x2 corner; nothing else matters."""
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    kernel = np.zeros((48, 2), np.float32)
+    corner = np.zeros((4, 4, 3), bool)
+    corner[:2, :2] = True
+    kernel[corner.reshape(-1), 1] = -3.0
+    model.layers[-1].kernel.assign(kernel)
+    model.layers[-1].bias.assign([0.0, 9.0])
+    return model
+
+
+def test_a_map_on_the_evidence_beats_one_elsewhere():
+    model = corner_model()
+    image = np.zeros((1, 4, 4, 3), np.float32)  # dark everywhere: the corner says class 1
+    right = np.zeros((1, 4, 4))
+    right[0, :2, :2] = 1.0
+    wrong = 1.0 - right
+    (del_right, ins_right, curve, _), = deletion_insertion(model, image, right, [1], steps=4)
+    (del_wrong, ins_wrong, _, _), = deletion_insertion(model, image, wrong, [1], steps=4)
+    assert del_right < del_wrong and ins_right > ins_wrong
+    assert curve[0] == pytest.approx(float(model(image)[0, 1]), rel=1e-5)  # starts at the photo
+    assert curve[-1] == pytest.approx(float(model(np.ones_like(image))[0, 1]), rel=1e-5)  # ends all white
+
+
+def test_randomisation_fails_a_method_that_ignores_the_model_and_passes_the_gradient():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+    images = np.random.default_rng(1).random((3, 8, 8, 3)).astype(np.float32)
+
+    def brightness(model, images, labels=None):  # a "map" that never looks at the model
+        return images.mean(axis=-1)
+
+    ignoring = randomisation_correlations(model, brightness, images, [0, 1, 2])
+    np.testing.assert_allclose(ignoring[1], 1.0)
+    np.testing.assert_allclose(ignoring[None], 1.0)
+    gradient = randomisation_correlations(model, gradient_saliency, images, [0, 1, 2])
+    assert np.mean(gradient[None]) < 0.9
+
+
+def test_randomised_copy_changes_only_the_top_layers():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.Dense(3), keras.layers.Dense(2)])
+    original_top = np.asarray(model.layers[2].kernel).copy()
+    copy = randomised_copy(model, top_layers=1)
+    first, middle, top = weighted_layers(copy)
+    np.testing.assert_array_equal(first.kernel, model.layers[0].kernel)
+    np.testing.assert_array_equal(middle.kernel, model.layers[1].kernel)
+    assert not np.allclose(top.kernel, model.layers[2].kernel)
+    np.testing.assert_array_equal(model.layers[2].kernel, original_top)  # the original is untouched
+
+
+def test_cli_metrics_prints_every_method(trained_run, runner, tmp_path):
+    image = next((trained_run["data"] / "Test" / "kiwi").iterdir())
+    result = runner.invoke(main, ["explain", str(image), "--model", str(trained_run["run_dir"]), "--method", "gradient",
+                                  "--method", "integrated", "--metrics", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for method in ("gradient", "integrated"):
+        line = next(line for line in result.output.splitlines() if line.strip().startswith(method + " "))
+        assert "deletion 0." in line and "insertion " in line and "randomised top " in line
