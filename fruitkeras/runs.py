@@ -115,15 +115,29 @@ def describe_runs(runs_dir=RUNS_DIR):
             except (OSError, ValueError, KeyError):
                 pass
         finished = (folder / MODEL_FILE).exists()
+        status = "finished" if finished else "running" if _alive(record.get("running_pid")) else "interrupted"
         rows.append({
             "name": folder.name,
             "architecture": record.get("architecture", "?"),
             "epochs": f"{epochs_done}/{record.get('epochs', '?')}",
-            "status": "finished" if finished else "interrupted",
+            "status": status,
             "test_accuracy": test_accuracy,
             "date": (record.get("finished") or record.get("started") or "")[:16].replace("T", " "),
         })
     return sorted(rows, key=lambda row: row.get("date", ""))
+
+
+def _alive(pid):
+    """Whether a process with this id runs on this machine (a run.json may come from elsewhere: then no)."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def format_runs(rows, runs_dir=RUNS_DIR):

@@ -11,6 +11,7 @@ A run folder holds::
 """
 
 import json
+import os
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -239,6 +240,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
         done = _epochs_logged(run_dir / HISTORY_FILE)
         record.setdefault("resumed", []).append({"after_epoch": done, "at": now_iso()})
     record["epochs"] = epochs
+    record["running_pid"] = os.getpid()  # lets `fruitkeras runs` tell a running run from an interrupted one
     _write_record(run_dir, record)
 
     callbacks = logging_callbacks(run_dir / HISTORY_FILE, run_dir / BACKUP_DIR, append=resume, epochs=epochs,
@@ -259,6 +261,9 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
             f"training interrupted; finished epochs are kept in {run_dir}. "
             f"Continue with: fruitkeras train {architecture_path} --run-dir {run_dir} --resume"
         ) from None
+    finally:
+        record.pop("running_pid", None)
+        _write_record(run_dir, record)
     record["finished"] = now_iso()
     record["mean_colour"] = datalib.mean_colour(split, train_rows, seed=seed)
     metadata = {

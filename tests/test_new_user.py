@@ -262,6 +262,13 @@ def test_runs_lists_finished_and_interrupted_runs(trained_run, image_folders, ru
     assert "tiny" in lines["done"] and " 3/3 " in lines["done"] and "finished" in lines["done"]
     assert f"{accuracy:.4f}" in lines["done"]
     assert " 1/3 " in lines["stopped"] and "interrupted" in lines["stopped"]
+    # A run whose process is alive (this one, here) is running, not interrupted.
+    record = json.loads((runs_dir / "stopped" / "run.json").read_text())
+    assert "running_pid" not in record
+    record["running_pid"] = os.getpid()
+    (runs_dir / "stopped" / "run.json").write_text(json.dumps(record))
+    listing = runner.invoke(main, ["runs", str(runs_dir)])
+    assert "running" in next(line for line in listing.output.splitlines() if line.startswith("stopped"))
 
 
 SAMPLES = REPO / "samples"
