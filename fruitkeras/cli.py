@@ -223,7 +223,8 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
 @click.option("--model", "model_arg", type=click.Path(path_type=Path),
               help="Run folder or model file (default: the newest run in runs/).")
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="How many classes per image.")
-@click.option("--format", "style", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--format", "style", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="table for people; csv (image, rank, class, probability) or json for programs.")
 def predict(images, model_arg, top, style):
     """The most probable classes for each image, with probabilities.
 

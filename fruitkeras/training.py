@@ -304,14 +304,22 @@ def _write_record(run_dir, record):
 
 
 def plot_learning_curves(history_path, out_path, resumed=()):
+    """Write the learning curves of a run's history.csv as a PNG."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    figure = learning_curves_figure(pd.read_csv(history_path), Path(history_path).parent.name, resumed)
+    figure.savefig(out_path, dpi=100)
+    plt.close(figure)
+
+
+def learning_curves_figure(history, name, resumed=()):
     """Loss and accuracy per epoch for training, validation and test; resumes marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import pandas as pd
 
-    history = pd.read_csv(history_path)
     epochs = history["epoch"]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for axis, metric in zip(axes, ("loss", "accuracy")):
@@ -331,12 +339,11 @@ def plot_learning_curves(history_path, out_path, resumed=()):
     axes[1].set_ylim(min(0.9, np.floor(lowest * 10) / 10), 1.0)
     axes[0].set_yscale("log")
     total = history["epoch_seconds"].sum() if "epoch_seconds" in history else None
-    title = f"{Path(history_path).parent.name}"
+    title = name
     if total is not None:
         title += f" ({len(history)} epochs, {total / 60:.1f} min)"
     if "test_accuracy" in history:
         title += f", final test accuracy {history['test_accuracy'].iloc[-1]:.4f}"
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(out_path, dpi=100)
-    plt.close(figure)
+    return figure
