@@ -25,15 +25,17 @@ def main():
     parser.add_argument("--per-class", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/explanation_quality"))
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from an earlier run's .csv")
     args = parser.parse_args()
+    if args.plot_only:
+        import pandas as pd
+
+        plot(pd.read_csv(args.out.with_suffix(".csv")), args.out.with_suffix(".png"))
+        return
 
     from fruitkeras.cli import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     import pandas as pd
 
@@ -66,8 +68,7 @@ def main():
     table = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out.with_suffix(".csv"), index=False, float_format="%.4f")
-    summary = table.groupby("method", sort=False)[["deletion_auc", "insertion_auc", "randomised_top_rho",
-                                                   "randomised_all_rho", "seconds_per_image"]].mean()
+    summary = means(table)
     lines = [f"{len(paths)} Test images, {args.per_class} from each of {len(CLASSES)} classes ({', '.join(CLASSES)}), "
              f"seed {args.seed}; model {args.model}; the explained class is the predicted one "
              f"({table[table.method == 'gradient'].correct.mean():.0%} correct). Means over the images.", "",
@@ -79,7 +80,24 @@ def main():
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    plot(table, args.out.with_suffix(".png"))
+    print(f"wrote {args.out}.md, .csv and .png")
+
+
+def means(table):
+    return table.groupby("method", sort=False)[["deletion_auc", "insertion_auc", "randomised_top_rho",
+                                                "randomised_all_rho", "seconds_per_image"]].mean()
+
+
+def plot(table, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    summary = means(table)
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     axes[0].scatter(summary.deletion_auc, summary.insertion_auc)
     for method, row in summary.iterrows():
         axes[0].annotate(method, (row.deletion_auc, row.insertion_auc), fontsize=9)
@@ -90,13 +108,13 @@ def main():
     axes[1].bar(positions - 0.2, summary.randomised_top_rho, 0.4, label="top layer randomised")
     axes[1].bar(positions + 0.2, summary.randomised_all_rho, 0.4, label="all layers randomised")
     axes[1].set_xticks(positions, summary.index, rotation=30)
-    axes[1].set_ylabel("Spearman rank correlation with the trained model's map")
-    axes[1].set_title("sanity check: lower means the map depends on the weights")
+    axes[1].set_ylabel("rank correlation with the trained map")
+    axes[1].set_title("sanity check: near 0 means the map needs the weights")
     axes[1].axhline(0, color="grey", linewidth=0.8)
     axes[1].legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(args.out.with_suffix(".png"), dpi=100)
-    print(f"wrote {args.out}.md, .csv and .png")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
