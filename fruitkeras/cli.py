@@ -1,4 +1,4 @@
-"""The ``fruitkeras`` command: train, eval, explain, predict, runs.
+"""The ``fruitkeras`` command: train, eval, explain, predict, runs, compare.
 
 Settings come from the architecture file; options only override them.
 TensorFlow is imported inside the commands so that ``--help`` is instant.
@@ -259,6 +259,27 @@ def list_runs(runs_dir):
     if not runs_dir.is_dir():
         raise FruitkerasError(f"{runs_dir}: no such folder")
     click.echo(format_runs(describe_runs(runs_dir), runs_dir))
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--metric", default="test_accuracy", show_default=True,
+              help="The history.csv column to compare (its loss is plotted too).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("comparison"),
+              show_default=True, help="Folder for comparison.png, comparison.csv and comparison.md.")
+def compare(runs, metric, out):
+    """Overlay the learning curves of several runs and tabulate their results and differences.
+
+    \b
+    Examples:
+      fruitkeras compare runs/experiments/recipe-* runs/fruits77-vgg_small
+      fruitkeras compare runs/a runs/b --metric val_accuracy --out docs/ab
+    """
+    from fruitkeras.comparison import TABLE_FILES, compare_runs
+
+    table = compare_runs(runs, metric, out)
+    click.echo(table.drop(columns=["differs"]).to_string(index=False))
+    click.echo("wrote " + ", ".join(str(out / name) for name in TABLE_FILES))
 
 
 if __name__ == "__main__":
