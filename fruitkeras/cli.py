@@ -172,8 +172,8 @@ EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion", "gradcam
               help="How gradient maps combine the colour channels.")
 @click.option("--samples", type=click.IntRange(min=1), default=25, show_default=True, help="SmoothGrad noisy copies.")
 @click.option("--noise", type=click.FloatRange(min=0), default=0.15, show_default=True, help="SmoothGrad noise std.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Occluded images per forward pass (bounds memory).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Occlusion positions per forward pass (bounds memory).")
 @click.option("--layer", type=click.IntRange(min=1),
               help="Grad-CAM: the layer whose feature maps are weighed, numbered as in the architecture file "
                    "(default: the last conv).")

@@ -5,10 +5,15 @@ For every position on a grid (every pixel at ``stride`` 1) a ``patch`` x
 that occluded image towards the explained class.  High values: the model
 needed what was hidden there.
 
-Speed: the occluded copies are made on the fly inside one compiled function,
-``batch_size`` at a time (a full 100x100 map is 10,000 images, which are never
-all in memory), and every batch has the same shape so it is traced once.
+Speed: positions go ``batch_size`` at a time through one compiled function
+(a full 100x100 map is 10,000 occluded images, never all in memory), every
+batch of the same shape so that it is traced once.  By default only each
+layer's window of change is recomputed (``incremental.py``); ``OcclusionEngine``
+here computes every occluded copy in full, for models the shortcut cannot
+take and as the reference the shortcut is tested against.
 """
+
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -97,11 +102,41 @@ class OcclusionEngine:
         return np.concatenate(results)
 
 
-def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL, batch_size=256,
-              mean_colour=None, relative=False, progress=False):
+_ENGINES = weakref.WeakKeyDictionary()  # model -> {settings: engine}: each traces its function once
+
+
+def make_engine(model, image_size, patch, batch_size, incremental=True):
+    """The incremental engine where the model's first layers allow its shortcut, else the plain one.
+
+    Engines are kept per model and settings, so that repeated calls (a folder
+    of images, the web page) do not trace the compiled function again.
+    """
+    key = (tuple(image_size), patch, batch_size, incremental)
+    kept = _ENGINES.setdefault(model, {})
+    if key not in kept:
+        kept[key] = _new_engine(model, image_size, patch, batch_size, incremental)
+    return kept[key]
+
+
+def _new_engine(model, image_size, patch, batch_size, incremental):
+    if incremental:
+        from fruitkeras.explain.incremental import IncrementalOcclusionEngine
+
+        engine = IncrementalOcclusionEngine(model, image_size, patch, batch_size)
+        if engine.shortcut_layers:
+            return engine
+    return OcclusionEngine(model, image_size, patch, batch_size)
+
+
+def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL, batch_size=512,
+              mean_colour=None, relative=False, progress=False, incremental=True):
     """Occlusion loss maps (N, H, W); with ``stride`` > 1 each grid cell's value fills the cell.
 
     ``relative``: the change against the unoccluded image's loss instead.
+    ``incremental``: recompute only each layer's window of change
+    (``fruitkeras.explain.incremental``); False: every occluded copy in full.
+    Both give the same maps.  Positions whose patch changes no pixel are not
+    computed at all: their loss is the unoccluded one.
     """
     images = np.asarray(images, dtype=np.float32)
     labels = resolve_labels(model, images, labels)
@@ -109,17 +144,25 @@ def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL,
     height, width = images.shape[1:3]
     rows, columns = grid(height, stride), grid(width, stride)
     centres = np.stack(np.meshgrid(rows, columns, indexing="ij"), axis=-1).reshape(-1, 2)
-    engine = OcclusionEngine(model, (height, width), patch, min(batch_size, len(centres)))
+    engine = make_engine(model, (height, width), patch, min(batch_size, len(centres)), incremental)
     bar = None
     if progress:
         import keras
 
         bar = keras.utils.Progbar(len(images) * len(centres), unit_name="occlusion")
+    unoccluded = losses(model, images, labels)
     maps = []
-    for image, label in zip(images, labels):
-        coarse = engine.losses(image, label, centres, fill, bar).reshape(len(rows), len(columns))
+    for image, label, base in zip(images, labels, unoccluded):
+        # A patch that changes no pixel (fill on a background of the fill's colour) leaves the loss as it is.
+        changes = positions_touching((image != fill).any(axis=-1), patch)[centres[:, 0], centres[:, 1]]
+        coarse = np.full(len(centres), base, dtype=np.float32)
+        if changes.any():
+            coarse[changes] = engine.losses(image, label, centres[changes], fill, bar)
+        if bar is not None:
+            bar.add(int((~changes).sum()))
+        coarse = coarse.reshape(len(rows), len(columns))
         maps.append(np.repeat(np.repeat(coarse, stride, axis=0), stride, axis=1)[:height, :width])
     maps = np.stack(maps).astype(np.float32)
     if relative:
-        maps -= losses(model, images, labels)[:, None, None]
+        maps -= unoccluded[:, None, None]
     return maps

@@ -32,7 +32,7 @@ class ExplainOptions:
     stride: int = 1
     fill: str = "white"
     delta: bool = False
-    batch_size: int = 256
+    batch_size: int = 512
     progress: bool = False
     layer: int = None  # Grad-CAM's layer (architecture numbering); None: the last convolution
     baseline: str = "white"  # Integrated Gradients' starting image, a colour as --fill takes it

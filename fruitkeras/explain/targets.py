@@ -33,12 +33,21 @@ def loss_function(model):
         logits = tf.matmul(features, last.kernel)
         if last.use_bias:
             logits += last.bias
-        target = tf.one_hot(labels, tf.shape(logits)[-1])
-        chosen = tf.reduce_sum(logits * target, axis=-1, keepdims=True)
-        others = tf.where(target > 0, -np.inf, logits - chosen)
-        return tf.nn.softplus(tf.reduce_logsumexp(others, axis=-1))
+        return loss_from_scores(logits, labels)
 
     return from_logits
+
+
+def loss_from_scores(scores, labels):
+    """Cross-entropy from ``scores_from``'s scores (from log probabilities it is -log p_y).
+
+    From logits: ``softplus(logsumexp_{j != y}(z_j - z_y))``, which stays
+    distinct where a float32 probability would round to 1.
+    """
+    target = tf.one_hot(labels, tf.shape(scores)[-1])
+    chosen = tf.reduce_sum(scores * target, axis=-1, keepdims=True)
+    others = tf.where(target > 0, -np.inf, scores - chosen)
+    return tf.nn.softplus(tf.reduce_logsumexp(others, axis=-1))
 
 
 def ends_in_softmax_dense(model):
