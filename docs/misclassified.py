@@ -38,7 +38,6 @@ def main():
     from fruitkeras.runs import load_model
 
     model, metadata = load_model(args.run / "model.keras")
-    classes = metadata["class_names"]
     mistakes = pd.read_csv(args.run / "test_mistakes.csv").head(args.count)
     options = ExplainOptions()
     methods = ("gradient", "occlusion")

@@ -154,7 +154,6 @@ def train(
         test_evaluation = True if test_evaluation is None else test_evaluation
         data_root = datalib.resolve_data_dir(data)
     epochs = epochs or architecture.training["epochs"]
-    settings = architecture.training
     size = architecture.input_size
 
     # List both splits (reading no image) and check them before any work.
