@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's "What was tried": each file in architectures/experiments/recipe/ is
-# the shipped recipe with one thing changed, trained like the shipped run.
+# The README's "What was tried": architectures/experiments/recipe/ holds the first
+# recipe (v1_strong_augmentation.json) and v1 with one setting changed in each other
+# file, every one trained like the shipped run.
 # Resumable: finished runs are skipped, an interrupted one continues (--resume).
 # Runs go to runs/experiments/ (not committed). Usage:
 #   bash benchmarks/recipe_ablations.sh ../shared/data/fruits-360-77class > ablations.log 2>&1 &
