@@ -268,6 +268,16 @@ def natural_key(path):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", Path(path).name)]
 
 
+def relabel(split, class_names):
+    """Renumber ``split``'s labels to index ``class_names`` (a model's output order), in place.
+
+    The classes must be the same (``check_same_classes``); only their order may differ.
+    """
+    order = np.asarray([class_names.index(name) for name in split.class_names])
+    split.labels = order[split.labels]
+    split.class_names = list(class_names)
+
+
 def split_validation(split, fraction, seed, block=1):
     """Carve a stratified validation share out of a split, reproducibly.
 

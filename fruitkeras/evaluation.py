@@ -126,8 +126,7 @@ def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False):
     split = datalib.read_split(Path(data_root) / datalib.TEST_SPLIT, tuple(metadata["input_size"]))
     datalib.report_skipped(split)
     datalib.check_same_classes(class_names, split.class_names, "the model", f"{data_root}/Test/")
-    to_model = np.asarray([class_names.index(name) for name in split.class_names])
-    split.labels = to_model[split.labels]
+    datalib.relabel(split, class_names)
     order = np.arange(len(split))
     if bn_train_mode:
         order = np.random.default_rng(0).permutation(len(split))

@@ -18,6 +18,21 @@ def batchnorm_layers(model):
     return [layer for layer in model.layers if isinstance(layer, BatchNorm)]
 
 
+def _statistics(model, images):
+    """Each BatchNorm's batch mean and variance, every layer seeing the output before it
+    normalised with those batch statistics, as in a training step (other layers in inference mode)."""
+    found = []
+    features = images
+    for layer in model.layers:
+        if isinstance(layer, BatchNorm):
+            mean, variance = layer.batch_statistics(features)
+            found.append((mean, variance))
+            features = layer.normalise(features, mean, variance)
+        else:
+            features = layer(features, training=False)
+    return found
+
+
 def recompute_batchnorm_statistics(model, dataset, batches):
     """Set every BatchNorm's moving mean and variance to their average over ``batches`` batches.
 
@@ -29,19 +44,11 @@ def recompute_batchnorm_statistics(model, dataset, batches):
     norms = batchnorm_layers(model)
     if not norms or batches <= 0:
         return 0
-
-    @tf.function
-    def statistics(images):
-        found = []
-        features = images
-        for layer in model.layers:
-            if isinstance(layer, BatchNorm):
-                mean, variance = layer.batch_statistics(features)
-                found.append((mean, variance))
-                features = layer.normalise(features, mean, variance)
-            else:
-                features = layer(features, training=False)
-        return found
+    # Compiled once per model: a new tf.function each epoch would be traced again each epoch.
+    statistics = model.__dict__.get("_fruitkeras_bn_statistics")
+    if statistics is None:
+        statistics = tf.function(lambda images: _statistics(model, images), reduce_retracing=True)
+        model.__dict__["_fruitkeras_bn_statistics"] = statistics
 
     sums = None
     used = 0

@@ -95,6 +95,14 @@ def load_model(path):
     return model, metadata
 
 
+def epochs_logged(history_path):
+    """How many epochs a history.csv holds (0 when there is none yet)."""
+    if not Path(history_path).exists():
+        return 0
+    with open(history_path, encoding="utf-8") as history:
+        return max(sum(1 for _ in history) - 1, 0)
+
+
 def describe_runs(runs_dir=RUNS_DIR):
     """One dict per run folder under ``runs_dir``, oldest first: what ``fruitkeras runs`` lists."""
     rows = []
@@ -105,8 +113,7 @@ def describe_runs(runs_dir=RUNS_DIR):
         except (OSError, ValueError):
             rows.append({"name": folder.name, "status": "unreadable run.json"})
             continue
-        history = folder / "history.csv"
-        epochs_done = max(sum(1 for _ in open(history, encoding="utf-8")) - 1, 0) if history.exists() else 0
+        epochs_done = epochs_logged(folder / "history.csv")
         test_accuracy = None
         metrics = folder / "test_metrics.json"
         if metrics.exists():

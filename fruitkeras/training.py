@@ -21,7 +21,7 @@ import numpy as np
 from fruitkeras import data as datalib
 from fruitkeras.architecture import build_model, load_architecture, parse_architecture
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
-from fruitkeras.runs import MODEL_FILE, RUNS_DIR, save_model
+from fruitkeras.runs import MODEL_FILE, RUNS_DIR, epochs_logged, save_model
 
 ARCHITECTURE_COPY = "architecture.json"
 RUN_FILE = "run.json"
@@ -202,8 +202,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
         # Decoded when the first epoch ends, not before: the first step comes sooner.
         test_split = datalib.decode_split(test_listed, architecture.input_size)
         datalib.report_skipped(test_split)
-        to_model = np.asarray([split.class_names.index(name) for name in test_split.class_names])
-        test_split.labels = to_model[test_split.labels]
+        datalib.relabel(test_split, split.class_names)
         return datalib.make_dataset(test_split, evaluation_batch)
 
     statistics_data = None
@@ -236,7 +235,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
             "started": now_iso(),
         }
     else:
-        done = _epochs_logged(run_dir / HISTORY_FILE)
+        done = epochs_logged(run_dir / HISTORY_FILE)
         record.setdefault("resumed", []).append({"after_epoch": done, "at": now_iso()})
     record["epochs"] = epochs
     record["running_pid"] = os.getpid()  # lets `fruitkeras runs` tell a running run from an interrupted one
@@ -288,12 +287,6 @@ def _once(make):
         return made[0]
 
     return get
-
-
-def _epochs_logged(history_path):
-    if not Path(history_path).exists():
-        return 0
-    return max(sum(1 for _ in open(history_path, encoding="utf-8")) - 1, 0)
 
 
 def _write_record(run_dir, record):
