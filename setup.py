@@ -24,7 +24,9 @@ setup(
         "matplotlib",
         "pillow",
         "pandas",
+        "gradio>=5",  # fruitkeras serve
     ],
-    extras_require={"test": ["pytest"]},
+    # selenium drives Debian's chromium and chromium-driver (.ci/run installs them) in the page's browser test.
+    extras_require={"test": ["pytest", "selenium>=4.10", "gradio_client"]},
     entry_points={"console_scripts": ["fruitkeras=fruitkeras.cli:main"]},
 )

@@ -1,4 +1,4 @@
-"""The ``fruitkeras`` command: train, eval, explain, predict, runs, compare.
+"""The ``fruitkeras`` command: train, eval, explain, predict, runs, compare, serve.
 
 Settings come from the architecture file; options only override them.
 TensorFlow is imported inside the commands so that ``--help`` is instant.
@@ -280,6 +280,43 @@ def compare(runs, metric, out):
     table = compare_runs(runs, metric, out)
     click.echo(table.drop(columns=["differs"]).to_string(index=False))
     click.echo("wrote " + ", ".join(str(out / name) for name in TABLE_FILES))
+
+
+@main.command()
+@click.argument("run_or_model", required=False, type=click.Path(path_type=Path))
+@click.option("--data", help="Dataset folder whose Test/ images the page offers (default: $FRUITKERAS_DATA or "
+                             "./data when present, else none).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; the default is this machine only (0.0.0.0: every network).")
+@click.option("--port", type=click.IntRange(min=1, max=65535), default=7860, show_default=True, help="Port to listen on.")
+def serve(run_or_model, data, host, port):
+    """A web page for the inspection: upload or pick an image, see the prediction and the heatmaps.
+
+    Uses RUN_OR_MODEL (default: the newest run, on a fresh clone the shipped
+    one) and the bundled sample photos; with --data also the Test split.  The
+    Model tab shows the run's test accuracy, per-class table, confusion plot,
+    learning curves and training log.
+
+    \b
+    Examples:
+      fruitkeras serve
+      fruitkeras serve runs/fruits77-vgg_small --data ../shared/data/fruits-360-77class
+      fruitkeras serve --port 8080
+    """
+    load_tensorflow()
+    from fruitkeras.data import resolve_data_dir
+    from fruitkeras.runs import resolve_model_path
+    from fruitkeras.webapp import serve as serve_page
+
+    model_path = resolve_model_path(run_or_model)
+    if data is None:
+        try:
+            data = resolve_data_dir()
+        except FruitkerasError:  # no dataset here: the page offers uploads and samples only
+            data = None
+    else:
+        data = resolve_data_dir(data)
+    serve_page(model_path, data, host, port, echo=click.echo)
 
 
 if __name__ == "__main__":

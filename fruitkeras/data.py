@@ -70,6 +70,8 @@ def read_rgb(source):
         raise ImageError(f"{name}: not an image file") from None
     except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data
         raise ImageError(f"{name}: unreadable image ({error})") from None
+    except Image.DecompressionBombError as error:  # a header that claims billions of pixels
+        raise ImageError(f"{name}: image too large ({error})") from None
 
 
 def fit_to_size(rgb, size):

@@ -72,17 +72,17 @@ class Prediction:
     probabilities: list
 
 
+def top_classes(probabilities, class_names, top=5):
+    """(classes, probabilities) of the ``top`` most probable classes of one image, most probable first."""
+    order = np.argsort(-np.asarray(probabilities), kind="stable")[: min(top, len(class_names))]
+    return [class_names[i] for i in order], [float(probabilities[i]) for i in order]
+
+
 def predict_images(model, class_names, images, paths, top=5):
     """Top-``top`` classes for each image (batch norm in inference mode)."""
     from fruitkeras.explain.targets import predict
 
-    probabilities = predict(model, images)
-    top = min(top, len(class_names))
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
-    return [
-        Prediction(path, [class_names[i] for i in row], [float(p[i]) for i in row])
-        for path, row, p in zip(paths, order, probabilities)
-    ]
+    return [Prediction(path, *top_classes(p, class_names, top)) for path, p in zip(paths, predict(model, images))]
 
 
 def format_predictions(predictions, style):

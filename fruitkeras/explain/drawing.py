@@ -8,10 +8,8 @@ diverging colour map centred on 0.
 """
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 COLORMAP = "inferno"  # perceptually uniform, readable in greyscale print
 DIVERGING = "RdBu_r"  # red: the loss rose, blue: it fell
@@ -51,7 +49,7 @@ def draw_row(axes, image, heatmap, title, caption, reference=0.0, limits=None):
     # The overlay: the colour map's colour, with opacity growing with the effect.
     strength = normalise(np.abs(heatmap) if is_diverging(heatmap, reference) else heatmap, reference,
                          None if limits is None else limits[1])
-    tint = plt.get_cmap(COLORMAP)(strength)
+    tint = matplotlib.colormaps[COLORMAP](strength)
     tint[..., 3] = 0.75 * strength
     overlay.imshow(image, interpolation="nearest")
     overlay.imshow(tint, interpolation="nearest")
@@ -72,7 +70,9 @@ def explanation_figure(images, heatmaps, titles, method, caption=None, reference
     limits = None
     if shared_scale:
         limits = (float(np.min(heatmaps)), float(np.max(heatmaps)))
-    figure, axes = plt.subplots(len(images), 3, figsize=(10, 3.3 * len(images)), squeeze=False)
+    # A bare Figure, not pyplot's: no global state, so the web page can draw for two users at once.
+    figure = Figure(figsize=(10, 3.3 * len(images)))
+    axes = figure.subplots(len(images), 3, squeeze=False)
     for row, image, heatmap, title, reference in zip(axes, images, heatmaps, titles, references):
         draw_row(row, image, heatmap, title, caption, reference, limits)
     if shared_scale:
@@ -83,4 +83,3 @@ def explanation_figure(images, heatmaps, titles, method, caption=None, reference
 
 def save_figure(figure, path):
     figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -13,6 +13,7 @@ here computes every occluded copy in full, for models the shortcut cannot
 take and as the reference the shortcut is tested against.
 """
 
+import threading
 import weakref
 
 import numpy as np
@@ -102,7 +103,30 @@ class OcclusionEngine:
         return np.concatenate(results)
 
 
+class _CallbackCounter:
+    """Counts positions for a progress function, with the ``add`` that a terminal bar has."""
+
+    def __init__(self, report, total):
+        self.report, self.total, self.done = report, total, 0
+
+    def add(self, count):
+        self.done += count
+        self.report(self.done, self.total)
+
+
+def progress_counter(progress, total):
+    """Something with ``add(count)`` for ``occlusion``'s ``progress`` option, or None for no progress."""
+    if callable(progress):
+        return _CallbackCounter(progress, total)
+    if progress:
+        import keras
+
+        return keras.utils.Progbar(total, unit_name="occlusion")
+    return None
+
+
 _ENGINES = weakref.WeakKeyDictionary()  # model -> {settings: engine}: each traces its function once
+_ENGINES_LOCK = threading.Lock()  # the web page explains for several users at once
 
 
 def make_engine(model, image_size, patch, batch_size, incremental=True):
@@ -112,10 +136,11 @@ def make_engine(model, image_size, patch, batch_size, incremental=True):
     of images, the web page) do not trace the compiled function again.
     """
     key = (tuple(image_size), patch, batch_size, incremental)
-    kept = _ENGINES.setdefault(model, {})
-    if key not in kept:
-        kept[key] = _new_engine(model, image_size, patch, batch_size, incremental)
-    return kept[key]
+    with _ENGINES_LOCK:
+        kept = _ENGINES.setdefault(model, {})
+        if key not in kept:
+            kept[key] = _new_engine(model, image_size, patch, batch_size, incremental)
+        return kept[key]
 
 
 def _new_engine(model, image_size, patch, batch_size, incremental):
@@ -133,6 +158,8 @@ def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL,
     """Occlusion loss maps (N, H, W); with ``stride`` > 1 each grid cell's value fills the cell.
 
     ``relative``: the change against the unoccluded image's loss instead.
+    ``progress``: True for a terminal bar, or a function called with
+    (positions done, positions in all) as batches finish (the web page's bar).
     ``incremental``: recompute only each layer's window of change
     (``fruitkeras.explain.incremental``); False: every occluded copy in full.
     Both give the same maps.  Positions whose patch changes no pixel are not
@@ -145,11 +172,7 @@ def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL,
     rows, columns = grid(height, stride), grid(width, stride)
     centres = np.stack(np.meshgrid(rows, columns, indexing="ij"), axis=-1).reshape(-1, 2)
     engine = make_engine(model, (height, width), patch, min(batch_size, len(centres)), incremental)
-    bar = None
-    if progress:
-        import keras
-
-        bar = keras.utils.Progbar(len(images) * len(centres), unit_name="occlusion")
+    bar = progress_counter(progress, len(images) * len(centres))
     unoccluded = losses(model, images, labels)
     maps = []
     for image, label, base in zip(images, labels, unoccluded):

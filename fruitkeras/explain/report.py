@@ -33,7 +33,7 @@ class ExplainOptions:
     fill: str = "white"
     delta: bool = False
     batch_size: int = 512
-    progress: bool = False
+    progress: object = False  # True: a terminal bar; a function(done, total): the web page's bar
     layer: int = None  # Grad-CAM's layer (architecture numbering); None: the last convolution
     baseline: str = "white"  # Integrated Gradients' starting image, a colour as --fill takes it
     steps: int = 64
@@ -133,6 +133,15 @@ def reference_level(method, options, explained, index):
     return 0.0
 
 
+def output_name(explained, options, method, index, stem):
+    """The file name (without suffix) of one image's map: its stem, the method and options, a chosen class."""
+    tag = options.tag(method)
+    name = f"{stem}_{method}-{tag}" if tag else f"{stem}_{method}"
+    if explained.targets[index] != explained.predicted[index]:
+        name += f"_as-{explained.class_names[explained.targets[index]].replace(' ', '_')}"
+    return name
+
+
 def write_explanations(explained, options, out, shared_scale=False):
     """Figures (.png) and raw maps (.npy) for every image and method; returns the paths written."""
     out = Path(out)
@@ -145,9 +154,7 @@ def write_explanations(explained, options, out, shared_scale=False):
         references = [reference_level(method, options, explained, i) for i in range(len(maps))]
         suffix = f"{method}-{tag}" if tag else method
         for index, stem in enumerate(stems):
-            name = f"{stem}_{suffix}"
-            if explained.targets[index] != explained.predicted[index]:
-                name += f"_as-{explained.class_names[explained.targets[index]].replace(' ', '_')}"
+            name = output_name(explained, options, method, index, stem)
             np.save(out / f"{name}.npy", maps[index])
             figure = explanation_figure([explained.images[index]], [maps[index]], [explained.title(index)], method,
                                         caption, references=[references[index]])
@@ -213,18 +220,29 @@ def faithfulness_lines(explained, results):
     return lines
 
 
+def explain_paths(model, metadata, paths, methods, options, out, label=None, shared_scale=False):
+    """Load image files, explain them and write the figures and maps: the CLI's and the web page's work.
+
+    Returns (``Explained``, paths written); unreadable files are reported on
+    stderr and left out, as ``load_images`` does.
+    """
+    from fruitkeras.prediction import load_images
+
+    images, kept = load_images(paths, metadata["input_size"])
+    explained = explain_images(model, metadata, images, kept, methods, options, label)
+    return explained, write_explanations(explained, options, out, shared_scale)
+
+
 def explain_files(model_path, inputs, methods, options, out, label=None, shared_scale=False, echo=print,
                   metrics=False):
     """The ``explain`` command: collect the images, explain, write, report."""
-    from fruitkeras.prediction import collect_images, load_images
+    from fruitkeras.prediction import collect_images
     from fruitkeras.runs import load_model
 
     paths = collect_images(inputs)
     model, metadata = load_model(model_path)
-    images, kept = load_images(paths, metadata["input_size"])
-    explained = explain_images(model, metadata, images, kept, methods, options, label)
+    explained, written = explain_paths(model, metadata, paths, methods, options, out, label, shared_scale)
     echo(f"model: {model_path}")
-    written = write_explanations(explained, options, out, shared_scale)
     for line in summary_lines(explained):
         echo(line)
     if metrics:

@@ -1,0 +1,215 @@
+"""``fruitkeras serve``: the inspection page, a thin Gradio front end over ``Inspection``.
+
+Explain tab: choose an image (upload, sample photo, Test split), see the
+top-5 predictions and the heatmaps, download each map as PNG and .npy.
+Model tab: the run's proof (test accuracy, per-class table, confusion plot,
+learning curves, the timestamped training log).  Every number comes from
+the functions the commands use; nothing is computed here.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+from fruitkeras.errors import FruitkerasError
+from fruitkeras.explain.report import ExplainOptions
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the page phones nowhere
+
+PREDICTED = "(the predicted class)"
+FILLS = ["white", "grey", "black", "mean"]
+METHOD_LABELS = {  # page label -> fruitkeras.explain.METHODS name
+    "gradient": "gradient",
+    "SmoothGrad": "smoothgrad",
+    "gradient x input": "gradxinput",
+    "occlusion": "occlusion",
+    "Grad-CAM": "gradcam",
+    "Integrated Gradients": "integrated",
+}
+DEFAULT_METHODS = ["gradient", "occlusion"]
+CONCURRENT_REQUESTS = 4  # explanations run side by side: a long occlusion does not hold up other users
+MAX_UPLOAD = "50mb"  # a 6000x4000 JPEG is about 10 MB
+# The gallery's cells are square by default; the figures are three panels wide.
+CSS = """
+#heatmaps .grid-wrap { height: auto !important; max-height: none !important; }
+#heatmaps .thumbnail-item { aspect-ratio: auto !important; height: auto !important; }
+#heatmaps .thumbnail-item img { height: auto !important; width: 100% !important; }
+"""
+
+
+def status_line(result):
+    """The line above the maps: prediction, true class when known, explained class, seconds per method."""
+    predicted, probability = result.top[0]
+    text = f"**Predicted: {predicted}** ({probability:.1%}) for *{result.name}*"
+    if result.true_class is not None:
+        text += f" · true class: {result.true_class} " + ("(correct)" if result.true_class == predicted else "(wrong)")
+    text += f" · explaining '{result.explained_class}'"
+    seconds = ", ".join(f"{method} {s:.2f} s" for method, s in result.seconds.items())
+    return text + (f" · {seconds}" if seconds else "")
+
+
+def run_summary(report, model_path):
+    record, metrics = report.record, report.metrics
+    lines = [f"### Run `{report.run_dir}`", f"Model file: `{model_path}`"]
+    if metrics:
+        correct = round(metrics["accuracy"] * metrics["images"])
+        lines.append(f"**Test accuracy {metrics['accuracy']:.2%}** ({correct:,} of {metrics['images']:,} Test images, "
+                     f"loss {metrics['loss']:.4f}, batch norm on {metrics.get('batch_norm', 'moving statistics')}), "
+                     f"measured by `fruitkeras eval` on `{metrics.get('data', '?')}`.")
+    else:
+        lines.append(f"Not evaluated yet: run `fruitkeras eval {report.run_dir}` to add the test accuracy here.")
+    if record:
+        lines.append(f"Architecture `{record.get('architecture', '?')}`, {record.get('epochs', '?')} epochs, "
+                     f"seed {record.get('seed', '?')}; started {record.get('started', '?')}, "
+                     f"finished {record.get('finished', '(not finished)')}.")
+    return "\n\n".join(lines)
+
+
+def build_page(inspection, work_dir):
+    """The Gradio Blocks of the page (not yet launched); each request writes its maps into a new folder in ``work_dir``."""
+    import gradio as gr
+
+    classes = inspection.class_names
+
+    def explain(path, name, true_class, methods, target, patch, stride, fill, progress):
+        """(chosen, status, preview, top-5, heatmaps, downloads) for one image file; errors go to the status line."""
+        chosen = {"path": str(path), "name": name, "true_class": true_class}
+        if not methods:
+            return chosen, "Choose at least one method.", None, None, None, None
+        options = ExplainOptions(patch=int(patch), stride=int(stride), fill=fill,
+                                 progress=lambda done, total: progress((done, total), desc="occlusion", unit="positions"))
+        try:
+            result = inspection.explain(path, [METHOD_LABELS[m] for m in methods], options,
+                                        tempfile.mkdtemp(dir=work_dir), None if target == PREDICTED else target,
+                                        name, true_class)
+        except FruitkerasError as error:
+            return chosen, f"**Error:** {str(error).replace(str(path), name)}", None, None, None, None
+        except Exception as error:  # a bug must not take the page down; the message says what broke
+            return chosen, f"**Error:** {type(error).__name__}: {error}", None, None, None, None
+        gallery = [(str(result.figures[m]), f"{m}: {result.seconds[m]:.2f} s") for m in result.figures]
+        downloads = [str(p) for m in result.figures for p in (result.figures[m], result.maps[m])]
+        return (chosen, status_line(result), result.image, dict(result.top), gallery, downloads)
+
+    def explain_upload(file, methods, target, patch, stride, fill, progress=gr.Progress()):
+        if file is None:
+            return None, "No file received.", None, None, None, None
+        return explain(file, Path(file).name, None, methods, target, patch, stride, fill, progress)
+
+    def explain_sample(name, methods, target, patch, stride, fill, progress=gr.Progress()):
+        if name not in inspection.samples:
+            return None, f"**Error:** no sample photo '{name}'", None, None, None, None
+        return explain(inspection.samples[name], name, inspection.sample_class(name), methods, target, patch, stride,
+                       fill, progress)
+
+    def explain_test_image(class_name, file_name, methods, target, patch, stride, fill, progress=gr.Progress()):
+        try:
+            path = inspection.test_image(class_name, file_name)
+        except FruitkerasError as error:
+            return None, f"**Error:** {error}", None, None, None, None
+        return explain(path, f"Test/{class_name}/{file_name}", class_name, methods, target, patch, stride, fill,
+                       progress)
+
+    def explain_random(methods, target, patch, stride, fill, progress=gr.Progress()):
+        path, class_name = inspection.random_test_image()
+        shown = explain(path, f"Test/{class_name}/{path.name}", class_name, methods, target, patch, stride, fill,
+                        progress)
+        files = [p.name for p in inspection.test_images[class_name]]
+        return shown + (class_name, gr.update(choices=files, value=path.name))
+
+    def explain_again(chosen, methods, target, patch, stride, fill, progress=gr.Progress()):
+        if not chosen:
+            return None, "Choose an image first.", None, None, None, None
+        return explain(chosen["path"], chosen["name"], chosen["true_class"], methods, target, patch, stride, fill,
+                       progress)
+
+    def test_files(class_name):
+        return gr.update(choices=[p.name for p in inspection.test_images.get(class_name, [])], value=None)
+
+    report = inspection.run_report()
+    with gr.Blocks(title=f"fruitkeras: {report.run_dir.name}") as page:
+        gr.Markdown(f"## fruitkeras: why the model `{report.run_dir.name}` sees what it sees")
+        chosen = gr.State(None)
+        with gr.Tab("Explain"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    upload = gr.File(label="Upload a photo (any size or format)", elem_id="upload")
+                    sample = gr.Dropdown(list(inspection.samples), value=None, label="... or a sample photo",
+                                         elem_id="sample")
+                    if inspection.test_images:
+                        test_class = gr.Dropdown(sorted(inspection.test_images), value=None,
+                                                 label="... or a Test image: class", elem_id="test-class")
+                        # Its choices follow the class; any name is accepted and checked against Test/.
+                        test_file = gr.Dropdown([], value=None, label="Test image", allow_custom_value=True,
+                                                elem_id="test-file")
+                        random_button = gr.Button("Random test image", elem_id="random-test")
+                    preview = gr.Image(label="What the model sees", interactive=False, height=200, elem_id="preview")
+                with gr.Column(scale=2):
+                    with gr.Row():
+                        methods = gr.CheckboxGroup(list(METHOD_LABELS), value=DEFAULT_METHODS, label="Methods",
+                                                   elem_id="methods")
+                        target = gr.Dropdown([PREDICTED] + classes, value=PREDICTED, label="Class to explain",
+                                             elem_id="target")
+                    with gr.Accordion("Occlusion settings", open=False):
+                        with gr.Row():
+                            patch = gr.Slider(2, 50, value=10, step=1, label="patch (pixels)")
+                            stride = gr.Slider(1, 20, value=1, step=1, label="stride (pixels)")
+                            fill = gr.Dropdown(FILLS, value="white", allow_custom_value=True,
+                                               label="fill (a name, a number or r,g,b in [0, 1])")
+                    again = gr.Button("Explain again with these settings", variant="primary", elem_id="explain")
+                    status = gr.Markdown("Choose an image on the left.", label="status", elem_id="status")
+                    top5 = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="top5")
+                    heatmaps = gr.Gallery(label="Heatmaps: photo | map | overlay", columns=1, height="auto",
+                                          object_fit="contain", allow_preview=False, elem_id="heatmaps")
+                    downloads = gr.File(label="Download the maps (PNG figure, raw .npy)", file_count="multiple",
+                                        interactive=False, elem_id="downloads")
+        with gr.Tab("Model"):
+            gr.Markdown(run_summary(report, inspection.model_path), elem_id="run-summary")
+            if report.per_class is not None:
+                gr.Dataframe(report.per_class, label="Per-class Test accuracy, weakest first (click a header to sort)",
+                             interactive=False, max_height=400, elem_id="per-class")
+            with gr.Row():
+                if report.confusion_png:
+                    gr.Image(str(report.confusion_png), label="Confusion (the most confused classes)",
+                             interactive=False)
+                if report.curves_png:
+                    gr.Image(str(report.curves_png), label="Learning curves", interactive=False)
+            if report.history is not None:
+                gr.Dataframe(report.history.round(4), label="Training log (history.csv): one row per epoch, with its timestamp",
+                             interactive=False, max_height=400, elem_id="history")
+
+        settings = [methods, target, patch, stride, fill]
+        shown = [chosen, status, preview, top5, heatmaps, downloads]
+        upload.upload(explain_upload, [upload] + settings, shown, api_name="explain_upload")
+        sample.input(explain_sample, [sample] + settings, shown, api_name="explain_sample")
+        again.click(explain_again, [chosen] + settings, shown, api_name="explain")
+        if inspection.test_images:
+            test_class.input(test_files, test_class, test_file, api_name=False)
+            test_file.input(explain_test_image, [test_class, test_file] + settings, shown, api_name="explain_test_image")
+            random_button.click(explain_random, settings, shown + [test_class, test_file], api_name="random_test_image")
+    page.queue(default_concurrency_limit=CONCURRENT_REQUESTS)
+    return page
+
+
+def serve(model_path, data_root=None, host="127.0.0.1", port=7860, echo=print):
+    """Load the model, build the page and serve it until Ctrl-C."""
+    import gradio as gr
+
+    from fruitkeras.inspection import Inspection
+
+    inspection = Inspection(model_path, data_root)
+    # System fonts: the default theme fetches web fonts, which a machine without internet cannot.
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    with tempfile.TemporaryDirectory(prefix="fruitkeras-serve-") as work_dir:
+        page = build_page(inspection, work_dir)
+        inspection.warm_up([METHOD_LABELS[m] for m in DEFAULT_METHODS], ExplainOptions(), tempfile.mkdtemp(dir=work_dir))
+        try:
+            _, url, _ = page.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
+                                    max_file_size=MAX_UPLOAD, theme=theme, css=CSS, footer_links=["api"])
+        except OSError as error:  # the port is taken, or the host is not this machine's
+            raise FruitkerasError(f"cannot serve on {host}:{port} ({error})") from None
+        data_note = f", Test images from {data_root}" if data_root else " (add --data DIR to pick Test images)"
+        echo(f"serving {model_path}{data_note} at {url}  (Ctrl-C stops)")
+        try:
+            page.block_thread()
+        finally:
+            page.close()

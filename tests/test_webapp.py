@@ -1,0 +1,355 @@
+"""``fruitkeras serve``: the real server in a subprocess, driven by headless Chromium and Gradio's client.
+
+The server runs the shipped model (committed, so every clone has it) and a
+tiny Pillow-made Test folder with the model's 77 class names.  Chromium and
+its driver are Debian's packages, which ``.ci/run`` installs; without them
+the browser tests fail in CI and are skipped elsewhere, saying why.
+Set FRUITKERAS_SCREENSHOTS=docs to refresh the README's screenshots.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO
+
+SHIPPED_RUN = REPO / "runs" / "fruits77-vgg_small"
+SAMPLES = REPO / "samples"
+PREDICTED = "(the predicted class)"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SERVER_START_SECONDS = 180
+PAGE_WAIT_SECONDS = 120
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def shipped_class_names():
+    with zipfile.ZipFile(SHIPPED_RUN / "model.keras") as archive:
+        return json.loads(archive.read("fruitkeras.json"))["class_names"]
+
+
+@pytest.fixture(scope="module")
+def test_split(tmp_path_factory):
+    """ROOT/Test/<class>/ for every class of the shipped model, two small photos each."""
+    root = tmp_path_factory.mktemp("serve-data")
+    rng = np.random.default_rng(0)
+    for name in shipped_class_names():
+        folder = root / "Test" / name
+        folder.mkdir(parents=True)
+        for index in range(2):
+            pixels = np.full((100, 100, 3), 255, np.uint8)
+            pixels[30:70, 30:70] = rng.integers(0, 256, size=3)
+            Image.fromarray(pixels).save(folder / f"{index}_100.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(test_split):
+    """The ``fruitkeras serve`` command on a free loopback port; yields its address, stops it afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "fruitkeras.cli", "serve", str(SHIPPED_RUN), "--data", str(test_split),
+               "--port", str(port)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while not any("serving" in line for line in lines):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("fruitkeras serve did not start:\n" + "".join(lines))
+        time.sleep(0.2)
+    url = next(line for line in lines if "serving" in line).split(" at ")[1].split()[0]
+    assert url == f"http://127.0.0.1:{port}/", lines  # loopback by default
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+def settings(methods=("gradient",), target=PREDICTED, patch=10, stride=1, fill="white"):
+    return [list(methods), target, patch, stride, fill]
+
+
+def top_label(label_output):
+    return label_output["label"]
+
+
+# --- API level (Gradio's client) -------------------------------------------------------------------------------
+
+
+def test_a_sample_is_explained_with_the_same_maps_as_the_cli(client, tmp_path):
+    from gradio_client import handle_file
+
+    from fruitkeras.explain.report import ExplainOptions, explain_files
+
+    sample = SAMPLES / "Apple_Braeburn_1.jpg"
+    status, preview, top5, gallery, files = client.predict(
+        handle_file(sample), *settings(["gradient", "occlusion"], stride=4), api_name="/explain_upload")
+    assert status.startswith("**Predicted: Apple Braeburn**"), status
+    assert [entry["label"] for entry in top5["confidences"]][0] == "Apple Braeburn" and len(top5["confidences"]) == 5
+    assert len(gallery) == 2 and Image.open(preview).size == (100, 100)
+    page_maps = {Path(f).name: np.load(f) for f in files if f.endswith(".npy")}
+    assert {Path(f).suffix for f in files} == {".png", ".npy"} and len(page_maps) == 2
+
+    explained, _ = explain_files(SHIPPED_RUN / "model.keras", [sample], ["gradient", "occlusion"],
+                                 ExplainOptions(stride=4), tmp_path, echo=lambda *_: None)
+    for method, cli_map in explained.maps.items():
+        [page_map] = [m for name, m in page_maps.items() if f"_{method}-" in name]
+        np.testing.assert_allclose(page_map, cli_map[0], rtol=1e-5, atol=1e-6 * float(np.ptp(cli_map)))
+
+
+def test_samples_carry_their_true_class_and_a_chosen_class_is_explained(client):
+    status, _, top5, gallery, files = client.predict(
+        "Tomato_Maroon_1.jpg", *settings(target="Tomato 4"), api_name="/explain_sample")
+    assert "true class: Tomato Maroon (correct)" in status and "explaining 'Tomato 4'" in status, status
+    assert top5["label"] == "Tomato Maroon"
+    assert any("_as-Tomato_4" in f for f in files)
+
+
+def test_test_split_picker_and_random_image_show_the_true_class(client, test_split):
+    status, *_ = client.predict("Kiwi", "1_100.jpg", *settings(), api_name="/explain_test_image")
+    assert "Test/Kiwi/1_100.jpg" in status and "true class: Kiwi" in status, status
+    status, _, _, _, _, chosen_class, _ = client.predict(*settings(), api_name="/random_test_image")
+    shown = status.split("for *Test/")[1].split("*")[0]  # class/file
+    assert f"true class: {chosen_class} " in status and shown.startswith(f"{chosen_class}/")
+    assert (test_split / "Test" / shown).is_file()
+
+
+def bad_uploads(folder):
+    """(file, what the message must say) for each kind of bad upload."""
+    text = folder / "notes.jpg"
+    text.write_text("not a photo at all")
+    empty = folder / "empty.jpg"
+    empty.write_bytes(b"")
+    whole = (SAMPLES / "Banana_1.jpg").read_bytes()
+    truncated = folder / "truncated.jpg"
+    truncated.write_bytes(whole[: len(whole) // 3])
+    garbage = folder / "corrupt.jpg"
+    garbage.write_bytes(whole[:200] + bytes(range(256)) * 8)  # PIL may not even recognise it as a JPEG
+    return [(text, "not an image file"), (empty, "not an image file"), (truncated, "unreadable image"),
+            (garbage, "image")]
+
+
+def test_bad_uploads_get_a_message_and_the_server_keeps_serving(client, tmp_path):
+    from gradio_client import handle_file
+
+    for path, message in bad_uploads(tmp_path):
+        status, preview, top5, gallery, files = client.predict(handle_file(path), *settings(), api_name="/explain_upload")
+        assert status.startswith("**Error:**") and message in status and path.name in status, status
+        assert str(tmp_path) not in status  # the user's file name, not the server's temporary path
+        assert not gallery and not files
+    status, *_ = client.predict(handle_file(SAMPLES / "Banana_1.jpg"), *settings(), api_name="/explain_upload")
+    assert status.startswith("**Predicted: Banana**"), status
+
+
+def test_a_huge_photo_is_scaled_like_the_cli_does(client, tmp_path):
+    from gradio_client import handle_file
+
+    from fruitkeras.prediction import predict_files
+
+    big = tmp_path / "big.jpg"
+    fruit = Image.open(SAMPLES / "Strawberry_1.jpg").resize((4000, 4000), Image.BILINEAR)
+    canvas = Image.new("RGB", (6000, 4000), (255, 255, 255))
+    canvas.paste(fruit, (1000, 0))
+    canvas.save(big, quality=90)
+    status, preview, *_ = client.predict(handle_file(big), *settings(), api_name="/explain_upload")
+    cli = json.loads(predict_files(SHIPPED_RUN / "model.keras", [big], style="json"))[0]["top"][0]
+    assert status.startswith(f"**Predicted: {cli['class']}** ({cli['probability']:.1%})"), (status, cli)
+    assert Image.open(preview).size == (100, 100)
+
+
+def test_two_users_at_once_get_their_own_results(server):
+    from gradio_client import Client
+
+    users = {"Banana_1.jpg": "Banana", "Beetroot_1.jpg": "Beetroot", "Eggplant_1.jpg": "Eggplant"}
+    clients = [Client(server, verbose=False) for _ in users]
+    jobs = [c.submit(name, *settings(["gradient", "occlusion"], stride=2), api_name="/explain_sample")
+            for c, name in zip(clients, users)]
+    for job, (name, fruit) in zip(jobs, users.items()):
+        status, _, top5, _, files = job.result(timeout=PAGE_WAIT_SECONDS)
+        assert f"**Predicted: {fruit}**" in status and name in status, status
+        assert all(Path(f).name.startswith(Path(name).stem) for f in files)
+
+
+def test_a_long_occlusion_reports_progress_and_does_not_hold_up_a_quick_request(server):
+    from gradio_client import Client
+
+    slow, quick = Client(server, verbose=False), Client(server, verbose=False)
+    # Patch 3 at every pixel with a black fill: no position can be skipped, so this runs for seconds.
+    long_job = slow.submit("Mango_Red_1.jpg", *settings(["occlusion", "SmoothGrad", "Integrated Gradients"], patch=3,
+                                                        fill="black"), api_name="/explain_sample")
+    deadline = time.monotonic() + PAGE_WAIT_SECONDS
+    while not long_job.status().progress_data:  # occlusion has started and reports its positions
+        assert not long_job.done() and time.monotonic() < deadline, "no progress update while occlusion ran"
+        time.sleep(0.05)
+    status, *_ = quick.predict("Banana_1.jpg", *settings(["gradient"]), api_name="/explain_sample")
+    assert "Predicted: Banana" in status
+    assert not long_job.done(), "the quick request waited until the long one had finished"
+    assert "Predicted: Mango Red" in long_job.result(timeout=PAGE_WAIT_SECONDS)[0]
+
+
+# --- In a real browser -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        message = f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver; .ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # No sandbox (CI runs as root) and no background traffic (the machine has no internet).
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1700"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(PAGE_WAIT_SECONDS)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, condition, seconds=PAGE_WAIT_SECONDS):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, seconds, poll_frequency=0.1).until(condition)
+
+
+def status_text(driver):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, "status").text
+
+
+def upload(driver, path):
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(path))
+
+
+def clear_upload(driver):
+    from selenium.webdriver.common.by import By
+
+    for button in driver.find_elements(By.CSS_SELECTOR, "#upload button[aria-label='Clear']"):
+        button.click()
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
+
+
+def save_screenshot(driver, name):
+    folder = os.environ.get("FRUITKERAS_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(folder) / name))
+
+
+def cli_prediction(path):
+    output = subprocess.run([sys.executable, "-m", "fruitkeras.cli", "predict", str(path), "--model", str(SHIPPED_RUN),
+                             "--format", "json"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return json.loads(output)[0]["top"][0]["class"]
+
+
+def test_browser_upload_shows_the_prediction_of_fruitkeras_predict_and_heatmaps(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server)
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
+    photo = SAMPLES / "Potato_Red_Washed_1.jpg"
+    for methods, name in ((("gradient",), "gradient"), (("gradient", "occlusion"), "gradient + occlusion")):
+        boxes = browser.find_elements(By.CSS_SELECTOR, "#methods input[type=checkbox]")
+        for box in boxes:  # tick exactly these methods
+            label = box.find_element(By.XPATH, "./..").text.strip()
+            if (label in methods) != box.is_selected():
+                box.click()
+        clear_upload(browser)
+        started = time.monotonic()
+        upload(browser, photo)
+        wait_for(browser, lambda d: "Predicted:" in status_text(d)
+                 and len(d.find_elements(By.CSS_SELECTOR, "#heatmaps img")) == len(methods))
+        print(f"\nbrowser: upload to heatmaps, {name}: {time.monotonic() - started:.1f} s")
+    predicted = status_text(browser).split("Predicted: ")[1].split(" (")[0]
+    assert predicted == cli_prediction(photo)
+    assert browser.find_element(By.ID, "top5").text.count("%") == 5
+    save_screenshot(browser, "serve_explain.png")
+
+
+def test_browser_bad_upload_shows_an_error_and_the_page_still_works(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server)
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
+    bad = tmp_path / "holiday.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this JPEG stops here")
+    upload(browser, bad)
+    wait_for(browser, lambda d: "Error:" in status_text(d))
+    assert "holiday.jpg" in status_text(browser)
+    clear_upload(browser)
+    upload(browser, SAMPLES / "Eggplant_1.jpg")
+    wait_for(browser, lambda d: "Predicted: Eggplant" in status_text(d) and d.find_elements(By.CSS_SELECTOR, "#heatmaps img"))
+
+
+def test_browser_model_tab_shows_the_runs_proof(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server)
+    wait_for(browser, lambda d: d.find_elements(By.XPATH, "//button[@role='tab' and normalize-space()='Model']"))
+    browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Model']").click()
+    metrics = json.loads((SHIPPED_RUN / "test_metrics.json").read_text())
+    wait_for(browser, lambda d: d.find_elements(By.ID, "run-summary") and d.find_element(By.ID, "run-summary").is_displayed())
+    assert f"Test accuracy {metrics['accuracy']:.2%}" in browser.find_element(By.ID, "run-summary").text
+    first_timestamp = (SHIPPED_RUN / "history.csv").read_text().splitlines()[1].split(",")[6]
+    wait_for(browser, lambda d: first_timestamp in d.find_element(By.ID, "history").text)
+    rows = [row.rsplit(",", 3) for row in (SHIPPED_RUN / "test_per_class.csv").read_text().splitlines()[1:]]
+    weakest, best = min(rows, key=lambda row: float(row[3]))[0], max(rows, key=lambda row: float(row[3]))[0]
+    table = browser.find_element(By.ID, "per-class").text
+    assert weakest in table and (best not in table or table.index(weakest) < table.index(best))
+    save_screenshot(browser, "serve_model.png")
+
+
+# --- Bad input to the command itself ------------------------------------------------------------------------------
+
+
+def test_serve_refuses_a_busy_port_and_mismatched_data_in_one_line(runner, trained_run):
+    from fruitkeras.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(main, ["serve", str(trained_run["run_dir"]), "--port", str(port)])
+    assert result.exit_code == 1 and f"cannot serve on 127.0.0.1:{port}" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+    result = runner.invoke(main, ["serve", str(SHIPPED_RUN), "--data", str(trained_run["data"])])
+    assert result.exit_code == 1 and "class mismatch" in result.output and "Traceback" not in result.output
+    result = runner.invoke(main, ["serve", "runs/no-such-run"])
+    assert result.exit_code == 1 and "no such model file" in result.output
