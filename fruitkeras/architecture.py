@@ -371,5 +371,8 @@ def build_model(architecture, num_classes):
             f"{architecture.path}: the layers end in shape {model.output_shape[1:]}; "
             "add a 'flatten' or 'global_avg_pool' layer before the dense layers"
         )
-    model.add(keras.layers.Dense(num_classes, activation="softmax", name="predictions"))
+    # Under a mixed-precision policy the softmax stays float32, as Keras's guide advises: its exp overflows in float16.
+    mixed = keras.mixed_precision.global_policy().compute_dtype != "float32"
+    model.add(keras.layers.Dense(num_classes, activation="softmax", name="predictions",
+                                 **({"dtype": "float32"} if mixed else {})))
     return model

@@ -99,7 +99,13 @@ def load_tensorflow():
               help="Log Test/ accuracy and loss after every epoch (default: on when Test/ exists).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
 @click.option("--quiet", is_flag=True, help="No progress bar: one line per epoch (always so when not on a terminal).")
-def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evaluation, resume, quiet):
+@click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True,
+              help="mirrored: the local GPUs or --devices; multi-worker: the machines in $TF_CONFIG (README: Scaling out).")
+@click.option("--devices", help="mirrored: the devices to use, e.g. GPU:0,GPU:1 (CPU:0,CPU:1 splits the CPU in two).")
+@click.option("--mixed-precision", is_flag=True,
+              help="float16 compute on a GPU (bfloat16 elsewhere); variables and statistics stay float32.")
+def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evaluation, resume, quiet, distribute,
+          devices, mixed_precision):
     """Train the model described by ARCHITECTURE (a JSON file).
 
     Writes model.keras, history.csv (every epoch with timestamp, seconds,
@@ -111,6 +117,7 @@ def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evalu
       fruitkeras train architectures/vgg_small.json --data ../shared/data/fruits-360-77class
       fruitkeras train architectures/vgg_small.json --epochs 2 --limit-per-class 20 --run-dir runs/smoke
       fruitkeras train architectures/vgg_small.json --run-dir runs/smoke --resume
+      fruitkeras train architectures/vgg_small.json --distribute mirrored --mixed-precision
     """
     if resume and run_dir is None:
         raise click.UsageError("--resume needs --run-dir (the run to continue)")
@@ -119,7 +126,8 @@ def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evalu
 
     done = run_training(architecture, data=data, run_dir=run_dir, epochs=epochs, seed=seed,
                         limit_per_class=limit_per_class, resume=resume, test_evaluation=test_evaluation,
-                        verbose=2 if sys.stdout.isatty() and not quiet else 1)
+                        verbose=2 if sys.stdout.isatty() and not quiet else 1, distribute=distribute, devices=devices,
+                        mixed_precision=mixed_precision)
     click.echo(f"saved {done / 'model.keras'}; evaluate with: fruitkeras eval {done}")
 
 
@@ -132,7 +140,10 @@ def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evalu
               help="Test images per forward pass.")
 @click.option("--bn-train-mode", is_flag=True,
               help="Normalise with each batch's statistics instead of the moving ones.")
-def evaluate(run_or_model, data, out, batch_size, bn_train_mode):
+@click.option("--distribute", type=click.Choice(["none", "mirrored"]), default="none", show_default=True,
+              help="mirrored: split every batch over the local GPUs or --devices.")
+@click.option("--devices", help="mirrored: the devices to use, e.g. GPU:0,GPU:1.")
+def evaluate(run_or_model, data, out, batch_size, bn_train_mode, distribute, devices):
     """Evaluate a run folder or model file (default: the newest run) on Test/.
 
     Prints accuracy, loss, per-class accuracy and the most frequent
@@ -148,7 +159,8 @@ def evaluate(run_or_model, data, out, batch_size, bn_train_mode):
     from fruitkeras.evaluation import evaluate_run
     from fruitkeras.runs import resolve_model_path
 
-    evaluate_run(resolve_model_path(run_or_model), data, out, batch_size, bn_train_mode, echo=click.echo)
+    evaluate_run(resolve_model_path(run_or_model), data, out, batch_size, bn_train_mode, echo=click.echo,
+                 distribute=distribute, devices=devices)
 
 
 # fruitkeras.explain.METHODS, named here so that --help needs no TensorFlow.

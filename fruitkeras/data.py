@@ -330,12 +330,25 @@ def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repea
     labels = tf.constant(split.labels)
     rows = np.arange(len(split)) if rows is None else np.asarray(rows, dtype=np.int64)
     workers = os.cpu_count() or 1
-    indices = tf.data.Dataset.from_tensor_slices(rows)
-    if shuffle:
-        indices = indices.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-    indices = indices.batch(batch_size, drop_remainder=shuffle and len(rows) >= batch_size)
-    if repeat:
-        indices = indices.repeat()
+    drop_remainder = shuffle and len(rows) >= batch_size
+    if shuffle and repeat:
+        # Epoch e's order is a stateless function of (seed, e): tf.distribute rebuilds the pipeline for its
+        # replicas and workers, and a stateful shuffle's order did not survive that (each worker must see the
+        # same global batches to take its share of each).
+        row_tensor = tf.constant(rows)
+
+        def epoch_batches(epoch):
+            order = tf.random.experimental.stateless_shuffle(row_tensor, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+
+        indices = tf.data.Dataset.range(np.iinfo(np.int64).max).flat_map(epoch_batches)
+    else:
+        indices = tf.data.Dataset.from_tensor_slices(rows)
+        if shuffle:
+            indices = indices.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+        indices = indices.batch(batch_size, drop_remainder=drop_remainder)
+        if repeat:
+            indices = indices.repeat()
 
     def gather(index):
         return tf.cast(tf.gather(images, index), tf.float32) * PIXEL_SCALE, tf.gather(labels, index)

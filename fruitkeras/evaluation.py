@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from fruitkeras import data as datalib
+from fruitkeras.errors import FruitkerasError
 from fruitkeras.layers import BatchNorm
 
 PER_CLASS_FILE = "test_per_class.csv"
@@ -76,9 +77,17 @@ class Evaluation:
         )
 
 
-def predict_probabilities(model, dataset):
-    """Class probabilities for every batch of ``dataset`` (inference mode), with the labels."""
+def predict_probabilities(model, dataset, distributed=False):
+    """Class probabilities for every batch of ``dataset`` (inference mode), with the labels.
+
+    ``distributed``: the model was made in a strategy's scope; Keras's
+    ``predict`` splits every batch over the strategy's replicas.
+    """
     import tensorflow as tf
+
+    if distributed:
+        probabilities = model.predict(dataset.map(lambda images, _: images), verbose=0)
+        return probabilities, np.concatenate([np.asarray(labels) for _, labels in dataset])
 
     # One compiled function per model: retracing for every call would cost more than the predictions.
     predict = model.__dict__.get("_fruitkeras_predict")
@@ -115,7 +124,7 @@ def set_batch_stats_at_inference(model, enabled):
             layer.batch_stats_at_inference = enabled
 
 
-def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False):
+def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False, distributed=False):
     """Run the model over ``data_root/Test`` and collect its predictions.
 
     Test classes are matched to the model's outputs by name.  With
@@ -133,19 +142,31 @@ def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False):
 
     set_batch_stats_at_inference(model, bn_train_mode)
     try:
-        probabilities, labels = predict_probabilities(model, datalib.make_dataset(split, batch_size, rows=order))
+        probabilities, labels = predict_probabilities(model, datalib.make_dataset(split, batch_size, rows=order),
+                                                      distributed)
     finally:
         set_batch_stats_at_inference(model, False)
     return Evaluation(class_names, labels, probabilities, [split.paths[i] for i in order])
 
 
-def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=False, echo=print):
-    """The ``eval`` command: evaluate a model file on Test/, print the results, write the reports."""
+def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=False, echo=print, distribute="none",
+                 devices=None):
+    """The ``eval`` command: evaluate a model file on Test/, print the results, write the reports.
+
+    ``distribute``: "none" or "mirrored" (over ``devices``; ``fruitkeras.distribute``).
+    """
+    from fruitkeras import distribute as distribution
     from fruitkeras.runs import load_model
 
+    strategy = distribution.make_strategy(distribute, devices)
     data_root = datalib.resolve_data_dir(data)
-    model, metadata = load_model(model_path)
-    result = evaluate(model, metadata, data_root, batch_size=batch_size, bn_train_mode=bn_train_mode)
+    with distribution.scope(strategy):
+        model, metadata = load_model(model_path)
+    if strategy is not None and batch_size % strategy.num_replicas_in_sync:
+        raise FruitkerasError(f"--batch-size {batch_size} does not split evenly over "
+                              f"{strategy.num_replicas_in_sync} replicas")
+    result = evaluate(model, metadata, data_root, batch_size=batch_size, bn_train_mode=bn_train_mode,
+                      distributed=strategy is not None)
     correct = int((result.predictions == result.labels).sum())
     echo(f"model: {model_path}")
     echo(f"test accuracy: {result.accuracy:.4f} ({correct}/{len(result.labels)})  loss: {result.loss:.4f}"

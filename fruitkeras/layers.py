@@ -12,6 +12,10 @@ from keras import ops
 class BatchNorm(keras.layers.Layer):
     """Per-channel batch normalisation with learnable scale and offset.
 
+    Statistics and normalisation are computed in float32 (the variables'
+    dtype) under a mixed-precision policy too: float16 sums over a batch
+    overflow and lose the small variances; the output is in the compute dtype.
+
     Training: normalise with the batch mean and (biased) variance and move the
     moving statistics towards them by ``1 - momentum``.  Inference: normalise
     with the moving statistics.  ``y = gamma * (x - mean) / sqrt(var + eps) + beta``.
@@ -37,18 +41,24 @@ class BatchNorm(keras.layers.Layer):
         if channels is None:
             raise ValueError("BatchNorm needs a known channel (last) dimension")
         shape = (channels,)
-        self.gamma = self.add_weight(shape=shape, initializer="ones", name="gamma")
-        self.beta = self.add_weight(shape=shape, initializer="zeros", name="beta")
+        # autocast=False: read as float32 under a mixed-precision policy too (the statistics are float32).
+        self.gamma = self.add_weight(shape=shape, initializer="ones", name="gamma", autocast=False)
+        self.beta = self.add_weight(shape=shape, initializer="zeros", name="beta", autocast=False)
+        # Under a tf.distribute strategy each replica updates these from its own share of the batch;
+        # "mean" keeps the replicas' average (the default would keep the first replica's alone).
         self.moving_mean = self.add_weight(
-            shape=shape, initializer="zeros", trainable=False, name="moving_mean"
+            shape=shape, initializer="zeros", trainable=False, name="moving_mean", aggregation="mean",
+            autocast=False
         )
         self.moving_variance = self.add_weight(
-            shape=shape, initializer="ones", trainable=False, name="moving_variance"
+            shape=shape, initializer="ones", trainable=False, name="moving_variance", aggregation="mean",
+            autocast=False
         )
         self._reduction_axes = tuple(range(len(input_shape) - 1))
 
     def batch_statistics(self, x):
-        """Per-channel mean and biased variance of ``x`` from plain sums."""
+        """Per-channel mean and biased variance of ``x`` from plain sums, in float32."""
+        x = ops.cast(x, self.variable_dtype)
         count = ops.cast(ops.size(x), x.dtype) / ops.cast(ops.shape(x)[-1], x.dtype)
         mean = ops.sum(x, axis=self._reduction_axes) / count
         centred = x - mean
@@ -69,12 +79,12 @@ class BatchNorm(keras.layers.Layer):
         return self.normalise(inputs, mean, variance)
 
     def normalise(self, inputs, mean, variance):
-        """``gamma * (inputs - mean) / sqrt(variance + epsilon) + beta``."""
+        """``gamma * (inputs - mean) / sqrt(variance + epsilon) + beta``, in the layer's compute dtype."""
         # Fold the per-channel vectors first so the full-size tensor sees one
         # multiply and one add.
         scale = self.gamma / ops.sqrt(variance + self.epsilon)
         offset = self.beta - mean * scale
-        return inputs * scale + offset
+        return ops.cast(ops.cast(inputs, self.variable_dtype) * scale + offset, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -13,6 +13,7 @@ A run folder holds::
 import json
 import os
 import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -129,6 +130,9 @@ def train(
     verbose=1,
     test_evaluation=None,
     extra_callbacks=(),
+    distribute="none",
+    devices=None,
+    mixed_precision=False,
 ):
     """Train and save a model; returns the run folder.
 
@@ -136,10 +140,19 @@ def train(
     --resume the run's own architecture copy, seed, sample limit, data folder
     and test evaluation are used (a different value given is refused), so the
     validation split and class order match.
+
+    ``distribute``, ``devices``: ``fruitkeras.distribute``'s strategies;
+    ``mixed_precision``: float16 (GPU) or bfloat16 compute.
     """
+    from fruitkeras import distribute as distribution
+
     architecture = load_architecture(architecture_path)
+    # Before any TensorFlow work: splitting the CPU into devices must precede the runtime's start.
+    strategy = distribution.make_strategy(distribute, devices)
+    policy = distribution.mixed_precision_policy(mixed_precision)
     run_dir = Path(run_dir) if run_dir else default_run_dir(architecture)
-    check_run_dir(run_dir, resume)
+    if distribution.is_chief(strategy):  # the other workers of a multi-worker run write elsewhere
+        check_run_dir(run_dir, resume)
     given = {"seed": seed, "limit_per_class": limit_per_class, "data": data, "test_evaluation": test_evaluation}
     record = {}
     if resume:
@@ -168,7 +181,7 @@ def train(
     split = datalib.decode_split(listed, size)
     return _train_decoded(architecture, architecture_path, split, test_listed if test_evaluation else None, data_root,
                           run_dir, epochs, seed, limit_per_class, resume, record, verbose, test_evaluation,
-                          extra_callbacks)
+                          extra_callbacks, strategy, distribution.describe(strategy, distribute) | {"mixed_precision": policy})
 
 
 def _stored_data_dir(record, run_dir):
@@ -179,13 +192,30 @@ def _stored_data_dir(record, run_dir):
     return path
 
 
+def _worker_dir(run_dir, resume):
+    """Where a multi-worker run's other workers write: a temporary folder, with the chief's backup when resuming."""
+    folder = Path(tempfile.mkdtemp(prefix="fruitkeras-worker-"))
+    if resume and (run_dir / BACKUP_DIR).is_dir():
+        shutil.copytree(run_dir / BACKUP_DIR, folder / BACKUP_DIR)
+    return folder
+
+
 def _train_decoded(architecture, architecture_path, split, test_listed, data_root, run_dir, epochs, seed,
-                   limit_per_class, resume, record, verbose, test_evaluation, extra_callbacks):
+                   limit_per_class, resume, record, verbose, test_evaluation, extra_callbacks, strategy=None,
+                   distributed=None):
     import keras
 
+    from fruitkeras import distribute as distribution
     from fruitkeras.callbacks import EpochEvaluation, logging_callbacks, now_iso
 
     settings = architecture.training
+    replicas = distribution.replicas(strategy)
+    if settings["batch_size"] % replicas:
+        raise FruitkerasError(f"{architecture.path}: training.batch_size {settings['batch_size']} (the global batch) "
+                              f"does not split evenly over {replicas} replicas")
+    chief = distribution.is_chief(strategy)
+    final_dir = run_dir
+    run_dir = run_dir if chief else _worker_dir(run_dir, resume)  # only the chief writes the run folder
     datalib.report_skipped(split)
     train_rows, val_rows = datalib.split_validation(split, settings["validation_split"], seed,
                                                     settings["validation_block"])
@@ -195,6 +225,8 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
         split, batch_size, shuffle=True, seed=seed, augmenter=datalib.make_augmenter(settings["augmentation"], seed),
         repeat=True, rows=train_rows,  # one iterator for all epochs (steps_per_epoch below)
     )
+    if strategy is not None:
+        train_data = distribution.shard_batches(train_data)
     evaluation_batch = max(batch_size, 256)  # inference only: bigger batches are faster
     val_data = datalib.make_dataset(split, evaluation_batch, rows=val_rows) if len(val_rows) else None
 
@@ -212,10 +244,11 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
                                  statistics_data, settings["precise_bn_batches"])
 
     num_classes = len(split.class_names)
-    model = build_model(architecture, num_classes)
     steps_per_epoch = max(len(train_rows) // batch_size, 1)
-    model.compile(optimizer=_optimizer(settings, steps_per_epoch, epochs),
-                  loss=_loss(settings["label_smoothing"], num_classes), metrics=["accuracy"])
+    with distribution.scope(strategy):
+        model = build_model(architecture, num_classes)
+        model.compile(optimizer=_optimizer(settings, steps_per_epoch, epochs),
+                      loss=_loss(settings["label_smoothing"], num_classes), metrics=["accuracy"])
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -237,6 +270,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     else:
         done = epochs_logged(run_dir / HISTORY_FILE)
         record.setdefault("resumed", []).append({"after_epoch": done, "at": now_iso()})
+    record["distribute"] = distributed or {"strategy": "none", "replicas": 1}
     record["epochs"] = epochs
     record["running_pid"] = os.getpid()  # lets `fruitkeras runs` tell a running run from an interrupted one
     _write_record(run_dir, record)
@@ -246,7 +280,11 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     if verbose:
         print(f"training {architecture.name} ({model.count_params():,} parameters) on {len(train_rows)} images "
               f"({len(val_rows)} for validation), {num_classes} classes, "
-              f"{epochs} epochs -> {run_dir}", flush=True)
+              f"{epochs} epochs -> {final_dir}"
+              + (f" on {replicas} replicas ({record['distribute']['strategy']}), batch {batch_size // replicas} each"
+                 if replicas > 1 else "")
+              + ("" if chief else f" (a worker: it writes to {run_dir})"), flush=True)
+    distribution.build_for_fit(model, strategy, train_data)
     stopper = callbacks[-1]
     try:
         with stopper:
@@ -256,8 +294,8 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
         if verbose >= 2:
             print(flush=True)  # end the progress bar's line before the message
         raise TrainingInterrupted(
-            f"training interrupted; finished epochs are kept in {run_dir}. "
-            f"Continue with: fruitkeras train {architecture_path} --run-dir {run_dir} --resume"
+            f"training interrupted; finished epochs are kept in {final_dir}. "
+            f"Continue with: fruitkeras train {architecture_path} --run-dir {final_dir} --resume"
         ) from None
     finally:
         record.pop("running_pid", None)
@@ -274,7 +312,9 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     save_model(model, run_dir / MODEL_FILE, metadata)
     _write_record(run_dir, record)
     plot_learning_curves(run_dir / HISTORY_FILE, run_dir / CURVES_FILE, record.get("resumed", ()))
-    return run_dir
+    if not chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return final_dir
 
 
 def _once(make):
