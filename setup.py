@@ -1,12 +1,9 @@
 from setuptools import find_packages, setup
 
-# tensorflow-cpu is the same TensorFlow without the CUDA libraries: a quarter of
-# the download on the CPU-only Linux machines this project trains on.  Other
-# platforms get the regular wheel.
-TENSORFLOW = [
-    "tensorflow-cpu>=2.16; sys_platform == 'linux' and platform_machine == 'x86_64'",
-    "tensorflow>=2.16; sys_platform != 'linux' or platform_machine != 'x86_64'",
-]
+# The regular TensorFlow wheel runs on the CPU everywhere; the gpu extra adds the
+# CUDA libraries it needs on Linux (TensorFlow's own "and-cuda" extra).  (The
+# smaller tensorflow-cpu wheel would collide with it: both install `tensorflow`.)
+TENSORFLOW = ["tensorflow>=2.16"]
 
 setup(
     name="fruitkeras",
@@ -27,6 +24,9 @@ setup(
         "gradio>=5",  # fruitkeras serve
     ],
     # selenium drives Debian's chromium and chromium-driver (.ci/run installs them) in the page's browser test.
-    extras_require={"test": ["pytest", "selenium>=4.10", "gradio_client"]},
+    extras_require={
+        "test": ["pytest", "selenium>=4.10", "gradio_client"],
+        "gpu": ["tensorflow[and-cuda]>=2.16; sys_platform == 'linux'"],  # README: Scaling out
+    },
     entry_points={"console_scripts": ["fruitkeras=fruitkeras.cli:main"]},
 )

@@ -32,6 +32,10 @@ def import_tensorflow_quietly():
             os.dup2(devnull.fileno(), 2)
             try:
                 import tensorflow
+
+                # Looks for GPUs now, while fd 2 is closed: on a machine without a CUDA driver the
+                # CUDA-enabled wheel logs a failed cuInit at this first look.
+                tensorflow.config.list_physical_devices("GPU")
             finally:
                 os.dup2(saved, 2)
             # tf.function's retracing notices: expected when a command explains several models or classes.

@@ -209,3 +209,20 @@ def test_batchnorm_under_mixed_precision_keeps_float32_statistics():
     np.testing.assert_allclose(np.asarray(mixed.moving_variance), np.asarray(reference.moving_variance), rtol=1e-2)
     normalised = np.asarray(output, dtype=np.float32)
     assert abs(normalised.mean()) < 0.02 and abs(normalised.std() - 1.0) < 0.02, (normalised.mean(), normalised.std())
+
+
+def test_mixed_precision_training_keeps_softmax_and_batchnorm_in_float32(tmp_path):
+    from fruitkeras.layers import BatchNorm
+    from fruitkeras.runs import load_model
+
+    data = make_image_folders(tmp_path / "fruits", train_per_class=8, test_per_class=2)
+    code, output = finish(fruitkeras("train", REPO / "architectures" / "tiny.json", "--data", data, "--run-dir",
+                                     tmp_path / "run", "--epochs", 1, "--mixed-precision", "--quiet"))
+    assert code == 0, output
+    # No GPU on this machine: bfloat16 (float16 is for GPUs).
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["distribute"]["mixed_precision"] == "mixed_bfloat16"
+    model, _ = load_model(tmp_path / "run" / "model.keras")
+    assert model.layers[0].compute_dtype == "bfloat16" and model.layers[-1].compute_dtype == "float32"
+    [norm] = [layer for layer in model.layers if isinstance(layer, BatchNorm)]
+    assert all(weight.dtype == "float32" for weight in norm.weights)
+    assert model(np.zeros((1, 32, 32, 3), np.float32)).dtype == "float32"
