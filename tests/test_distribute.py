@@ -226,3 +226,16 @@ def test_mixed_precision_training_keeps_softmax_and_batchnorm_in_float32(tmp_pat
     [norm] = [layer for layer in model.layers if isinstance(layer, BatchNorm)]
     assert all(weight.dtype == "float32" for weight in norm.weights)
     assert model(np.zeros((1, 32, 32, 3), np.float32)).dtype == "float32"
+
+
+def test_mirrored_eval_gives_the_single_device_results(trained_run, tmp_path):
+    code, output = finish(fruitkeras("eval", trained_run["run_dir"], "--data", trained_run["data"], "--out",
+                                     tmp_path / "mirrored", "--batch-size", 4, "--distribute", "mirrored",
+                                     "--devices", "CPU:0,CPU:1"))
+    assert code == 0, output
+    code, output = finish(fruitkeras("eval", trained_run["run_dir"], "--data", trained_run["data"], "--out",
+                                     tmp_path / "single", "--batch-size", 4))
+    assert code == 0, output
+    mirrored, single = (json.loads((tmp_path / name / "test_metrics.json").read_text()) for name in ("mirrored", "single"))
+    assert mirrored["accuracy"] == single["accuracy"] and abs(mirrored["loss"] - single["loss"]) < 1e-5
+    assert (tmp_path / "mirrored" / "confusion_matrix.csv").read_text() == (tmp_path / "single" / "confusion_matrix.csv").read_text()
