@@ -190,6 +190,8 @@ EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion", "gradcam
 @click.option("--noise", type=click.FloatRange(min=0), default=0.15, show_default=True, help="SmoothGrad noise std.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
               help="Occlusion positions per forward pass (bounds memory).")
+@click.option("--xla", is_flag=True,
+              help="Compile occlusion with XLA: a few seconds once, then about 1.7x faster maps (for many images).")
 @click.option("--layer", type=click.IntRange(min=1),
               help="Grad-CAM: the layer whose feature maps are weighed, numbered as in the architecture file "
                    "(default: the last conv).")
@@ -203,7 +205,7 @@ EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion", "gradcam
                    "map of a model with re-initialised weights.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("explanations"),
               show_default=True, help="Folder for the figures (.png) and raw maps (.npy).")
-def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduce, samples, noise, batch_size,
+def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduce, samples, noise, batch_size, xla,
             layer, baseline, steps, shared_scale, metrics, out):
     """Explain the model's decision on each image with a heatmap.
 
@@ -228,7 +230,7 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
 
     chosen = EXPLAIN_METHODS if "all" in methods else tuple(dict.fromkeys(methods))  # keeps order, drops repeats
     options = ExplainOptions(reduce=reduce, samples=samples, noise=noise, patch=patch, stride=stride, fill=fill,
-                             delta=delta, batch_size=batch_size, layer=layer, baseline=baseline, steps=steps,
+                             delta=delta, batch_size=batch_size, xla=xla, layer=layer, baseline=baseline, steps=steps,
                              progress=sys.stdout.isatty())  # a bar for a person watching, not for logs and pipes
     explain_files(resolve_model_path(model_arg), images, chosen, options, out, label, shared_scale, echo=click.echo,
                   metrics=metrics)

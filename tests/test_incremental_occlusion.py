@@ -60,8 +60,10 @@ def test_the_shipped_architecture_at_full_size():
     model = build_model(parse_architecture(json.loads(path.read_text()), path), 5)
     image = np.random.default_rng(2).random((1, 100, 100, 3)).astype(np.float32)
     fast = occlusion(model, image, [1], patch=10, stride=3)
+    compiled = occlusion(model, image, [1], patch=10, stride=3, xla=True)
     full = occlusion(model, image, [1], patch=10, stride=3, incremental=False)
     np.testing.assert_allclose(fast, full, atol=1e-4 * (full.max() - full.min()))
+    np.testing.assert_allclose(compiled, full, atol=1e-4 * (full.max() - full.min()))
     steps, resume_at = plan(model, (100, 100), 10)
     # The shortcut runs through the first three blocks; the last conv's 6x6 map changes everywhere.
     assert [step.kind for step in steps].count("conv") == 3 and resume_at == 12

