@@ -172,7 +172,9 @@ def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL,
     height, width = images.shape[1:3]
     rows, columns = grid(height, stride), grid(width, stride)
     centres = np.stack(np.meshgrid(rows, columns, indexing="ij"), axis=-1).reshape(-1, 2)
-    engine = make_engine(model, (height, width), patch, min(batch_size, len(centres)), incremental, xla)
+    # A small map takes a smaller batch, except with XLA: a new batch shape would be compiled again.
+    engine_batch = batch_size if xla else min(batch_size, len(centres))
+    engine = make_engine(model, (height, width), patch, engine_batch, incremental, xla)
     bar = progress_counter(progress, len(images) * len(centres))
     unoccluded = losses(model, images, labels)
     maps = []
