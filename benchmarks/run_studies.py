@@ -11,15 +11,17 @@ A run that has finished is skipped; an interrupted one continues (``--resume``);
 before each run the time left is estimated from the runs finished so far.
 Runs go to --runs-dir (not committed), each with its console output in
 ``<run>.log`` beside it; each study's ``fruitkeras compare`` output (plot and
-tables) goes to ``--out/<study>/``.  ``--epochs`` shortens every run, the
+tables) goes to ``--out/<study>/``, and each run's history.csv, run.json and
+learning curves to ``--out/runs/<run>/``.  ``--epochs`` shortens every run, the
 baseline's too, so that all stay comparable.
 
 Usage:
-    python benchmarks/run_studies.py --data ../shared/data/fruits-360-77class --epochs 8 > studies.log 2>&1 &
+    python benchmarks/run_studies.py --data ../shared/data/fruits-360-77class --epochs 6 > studies.log 2>&1 &
 """
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ from pathlib import Path
 
 STUDIES = ("bn_dropout", "augmentation", "optimizers")
 SEEDS = (0, 1, 2)
+SUMMARY_FILES = ("history.csv", "run.json", "learning_curves.png")
 SECONDS_PER_EPOCH_GUESS = 45  # vgg_small on the 77-class set, 2 cores, before any run has finished
 
 
@@ -91,6 +94,12 @@ def main():
 
     from fruitkeras.comparison import compare_runs
 
+    for _, _, name in unique:  # the small summaries that are committed; the models stay in --runs-dir
+        kept = args.out / "runs" / name
+        kept.mkdir(parents=True, exist_ok=True)
+        for summary in SUMMARY_FILES:
+            if (args.runs_dir / name / summary).exists():
+                shutil.copyfile(args.runs_dir / name / summary, kept / summary)
     for study, runs in studies.items():
         table = compare_runs([args.runs_dir / name for _, _, name in runs], "test_accuracy", args.out / study)
         print(f"\n{study}: wrote {args.out / study}/comparison.*")

@@ -40,6 +40,11 @@ def test_runner_runs_each_plan_entry_once_resumes_and_compares(tmp_path):
     assert table["differs"].tolist() == ["-", "training.learning_rate=0.05"]
     seeds = pd.read_csv(tmp_path / "docs" / "seeds" / "comparison.csv")
     assert seeds["run"].tolist() == ["tiny-seed0", "tiny-seed1", "tiny-seed2"]
+    # The committed summaries: each run's log and record, never its model.
+    kept = tmp_path / "docs" / "runs"
+    assert sorted(p.name for p in kept.iterdir()) == ["fast-seed0", "tiny-seed0", "tiny-seed1", "tiny-seed2"]
+    assert (kept / "fast-seed0" / "history.csv").read_text() == (runs_dir / "fast-seed0" / "history.csv").read_text()
+    assert (kept / "fast-seed0" / "run.json").exists() and not list(kept.rglob("*.keras"))
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert again.returncode == 0, again.stderr
