@@ -7,10 +7,13 @@ as the photo itself.  Maps with values on both sides of 0 (``--delta``) get a
 diverging colour map centred on 0.
 """
 
+import textwrap
+
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+TITLE_WIDTH = 44  # characters that fit over one panel at fontsize 9
 COLORMAP = "inferno"  # perceptually uniform, readable in greyscale print
 DIVERGING = "RdBu_r"  # red: the loss rose, blue: it fell
 CAPTIONS = {
@@ -37,7 +40,8 @@ def is_diverging(heatmap, reference=0.0):
 def draw_row(axes, image, heatmap, title, caption, reference=0.0, limits=None):
     original, raw, overlay = axes
     original.imshow(image, interpolation="nearest")
-    original.set_title(title, fontsize=9)
+    # Wrapped to the panel: a long file name would run into the next panel's title.
+    original.set_title("\n".join(textwrap.fill(line, TITLE_WIDTH) for line in title.split("\n")), fontsize=9)
     if is_diverging(heatmap, reference):
         extent = float(np.abs(heatmap).max()) if limits is None else max(abs(limits[0]), abs(limits[1]))
         shown = raw.imshow(heatmap, cmap=DIVERGING, vmin=-extent, vmax=extent, interpolation="nearest")
