@@ -163,8 +163,9 @@ def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL,
     ``incremental``: recompute only each layer's window of change
     (``fruitkeras.explain.incremental``); False: every occluded copy in full.
     Both give the same maps.  ``xla``: compile the incremental engine with
-    XLA: a few seconds once per model and settings, then 1.7x faster maps.  Positions whose patch changes no pixel are not
-    computed at all: their loss is the unoccluded one.
+    XLA: a few seconds once per model and settings, then faster maps.
+    Positions whose patch changes no pixel are not computed at all: their
+    loss is the unoccluded one.
     """
     images = np.asarray(images, dtype=np.float32)
     labels = resolve_labels(model, images, labels)
