@@ -71,11 +71,14 @@ def differences(architectures):
     For each setting that is not the same everywhere, the reference is its
     most common value (in a study: the baseline's; a tie goes to the first
     run), and each architecture lists the settings where it has another.
+    Layer lists are aligned by layer type, so a removed or added layer reads
+    as such ('layers: -5 batchnorm') and the layers after it are compared
+    with their counterparts, not with whatever took their place.
     """
     from collections import Counter
 
-    flat = [{k: json.dumps(v) for k, v in _flatten(a).items() if k not in ("name", "description")}
-            for a in architectures]
+    flat = [{k: json.dumps(v) for k, v in _flatten(a).items() if k not in ("name", "description")
+             and not k.startswith("layers.")} for a in architectures]
     keys = sorted(set().union(*flat))
     reference = {}
     for key in keys:
@@ -83,7 +86,34 @@ def differences(architectures):
         counts = Counter(values)
         top = max(counts.values())
         reference[key] = next(v for v in values if counts[v] == top)
-    return ["; ".join(f"{k}={f.get(k, 'absent')}" for k in keys if f.get(k, "absent") != reference[k]) for f in flat]
+    layer_lists = [a.get("layers", []) for a in architectures]
+    counts = Counter(json.dumps(layers, sort_keys=True) for layers in layer_lists)
+    reference_layers = next(layers for layers in layer_lists if counts[json.dumps(layers, sort_keys=True)] == max(counts.values()))
+    return ["; ".join(_layer_changes(reference_layers, layers)
+                      + [f"{k}={f.get(k, 'absent')}" for k in keys if f.get(k, "absent") != reference[k]])
+            for f, layers in zip(flat, layer_lists)]
+
+
+def _layer_changes(reference, layers):
+    """What ``layers`` changes against ``reference``: layers removed or added (by type), then changed fields."""
+    import difflib
+    from collections import Counter
+
+    matcher = difflib.SequenceMatcher(a=[layer.get("type") for layer in reference],
+                                      b=[layer.get("type") for layer in layers], autojunk=False)
+    removed, added, fields = Counter(), Counter(), []
+    for tag, start, end, other_start, other_end in matcher.get_opcodes():
+        if tag == "equal":
+            for old, new, number in zip(reference[start:end], layers[other_start:other_end],
+                                        range(other_start + 1, other_end + 1)):
+                fields += [f"layers.{number}.{key}={json.dumps(new.get(key)) if key in new else 'absent'}"
+                           for key in sorted(set(old) | set(new)) if old.get(key, "absent") != new.get(key, "absent")]
+        else:
+            removed.update(layer.get("type") for layer in reference[start:end])
+            added.update(layer.get("type") for layer in layers[other_start:other_end])
+    summary = [f"-{count} {kind}" for kind, count in sorted(removed.items())]
+    summary += [f"+{count} {kind}" for kind, count in sorted(added.items())]
+    return ([f"layers: {', '.join(summary)}"] if summary else []) + fields
 
 
 def comparison_table(runs, metric):

@@ -66,3 +66,13 @@ def test_bad_input_is_one_line(trained_run, runner, tmp_path, make_args, message
     result = runner.invoke(main, make_args(trained_run["run_dir"], tmp_path) + ["--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert message in result.output
+
+
+def test_a_removed_layer_reads_as_removed_and_later_layers_keep_their_counterparts():
+    conv = {"type": "conv", "filters": 8}
+    base = {"layers": [conv, {"type": "batchnorm"}, {"type": "activation"}, {"type": "dropout", "rate": 0.3}]}
+    without_norm = {"layers": [conv | {"use_bias": True}, {"type": "activation"}, {"type": "dropout", "rate": 0.0}]}
+    assert differences([base, without_norm]) == [
+        "",
+        "layers: -1 batchnorm; layers.1.use_bias=true; layers.3.rate=0.0",
+    ]
