@@ -201,8 +201,7 @@ def _worker_dir(run_dir, resume):
 
 
 def _train_decoded(architecture, architecture_path, split, test_listed, data_root, run_dir, epochs, seed,
-                   limit_per_class, resume, record, verbose, test_evaluation, extra_callbacks, strategy=None,
-                   distributed=None):
+                   limit_per_class, resume, record, verbose, test_evaluation, extra_callbacks, strategy, distributed):
     import keras
 
     from fruitkeras import distribute as distribution
@@ -270,7 +269,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     else:
         done = epochs_logged(run_dir / HISTORY_FILE)
         record.setdefault("resumed", []).append({"after_epoch": done, "at": now_iso()})
-    record["distribute"] = distributed or {"strategy": "none", "replicas": 1}
+    record["distribute"] = distributed
     record["epochs"] = epochs
     record["running_pid"] = os.getpid()  # lets `fruitkeras runs` tell a running run from an interrupted one
     _write_record(run_dir, record)
@@ -300,6 +299,9 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     finally:
         record.pop("running_pid", None)
         _write_record(run_dir, record)
+    if not chief:  # the chief saves the model; this worker's folder held only its callbacks' files
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return final_dir
     record["finished"] = now_iso()
     record["mean_colour"] = datalib.mean_colour(split, train_rows, seed=seed)
     metadata = {
@@ -312,8 +314,6 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     save_model(model, run_dir / MODEL_FILE, metadata)
     _write_record(run_dir, record)
     plot_learning_curves(run_dir / HISTORY_FILE, run_dir / CURVES_FILE, record.get("resumed", ()))
-    if not chief:
-        shutil.rmtree(run_dir, ignore_errors=True)
     return final_dir
 
 

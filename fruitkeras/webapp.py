@@ -71,11 +71,15 @@ def build_page(inspection, work_dir):
 
     classes = inspection.class_names
 
+    def message(chosen, text):
+        """What a request shows when it has no result: the text in the status line, the outputs emptied."""
+        return chosen, text, None, None, None, None
+
     def explain(path, name, true_class, methods, target, patch, stride, fill, progress):
         """(chosen, status, preview, top-5, heatmaps, downloads) for one image file; errors go to the status line."""
         chosen = {"path": str(path), "name": name, "true_class": true_class}
         if not methods:
-            return chosen, "Choose at least one method.", None, None, None, None
+            return message(chosen, "Choose at least one method.")
         options = ExplainOptions(patch=int(patch), stride=int(stride), fill=fill,
                                  progress=lambda done, total: progress((done, total), desc="occlusion", unit="positions"))
         try:
@@ -83,21 +87,21 @@ def build_page(inspection, work_dir):
                                         tempfile.mkdtemp(dir=work_dir), None if target == PREDICTED else target,
                                         name, true_class)
         except FruitkerasError as error:
-            return chosen, f"**Error:** {str(error).replace(str(path), name)}", None, None, None, None
+            return message(chosen, f"**Error:** {str(error).replace(str(path), name)}")
         except Exception as error:  # a bug must not take the page down; the message says what broke
-            return chosen, f"**Error:** {type(error).__name__}: {error}", None, None, None, None
+            return message(chosen, f"**Error:** {type(error).__name__}: {error}")
         gallery = [(str(result.figures[m]), f"{m}: {result.seconds[m]:.2f} s") for m in result.figures]
         downloads = [str(p) for m in result.figures for p in (result.figures[m], result.maps[m])]
         return (chosen, status_line(result), result.image, dict(result.top), gallery, downloads)
 
     def explain_upload(file, methods, target, patch, stride, fill, progress=gr.Progress()):
         if file is None:
-            return None, "No file received.", None, None, None, None
+            return message(None, "No file received.")
         return explain(file, Path(file).name, None, methods, target, patch, stride, fill, progress)
 
     def explain_sample(name, methods, target, patch, stride, fill, progress=gr.Progress()):
         if name not in inspection.samples:
-            return None, f"**Error:** no sample photo '{name}'", None, None, None, None
+            return message(None, f"**Error:** no sample photo '{name}'")
         return explain(inspection.samples[name], name, inspection.sample_class(name), methods, target, patch, stride,
                        fill, progress)
 
@@ -105,7 +109,7 @@ def build_page(inspection, work_dir):
         try:
             path = inspection.test_image(class_name, file_name)
         except FruitkerasError as error:
-            return None, f"**Error:** {error}", None, None, None, None
+            return message(None, f"**Error:** {error}")
         return explain(path, f"Test/{class_name}/{file_name}", class_name, methods, target, patch, stride, fill,
                        progress)
 
@@ -118,7 +122,7 @@ def build_page(inspection, work_dir):
 
     def explain_again(chosen, methods, target, patch, stride, fill, progress=gr.Progress()):
         if not chosen:
-            return None, "Choose an image first.", None, None, None, None
+            return message(None, "Choose an image first.")
         return explain(chosen["path"], chosen["name"], chosen["true_class"], methods, target, patch, stride, fill,
                        progress)
 

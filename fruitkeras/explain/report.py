@@ -135,10 +135,15 @@ def reference_level(method, options, explained, index):
     return 0.0
 
 
+def method_suffix(options, method):
+    """The method and the options that shape its map, as file names carry them."""
+    tag = options.tag(method)
+    return f"{method}-{tag}" if tag else method
+
+
 def output_name(explained, options, method, index, stem):
     """The file name (without suffix) of one image's map: its stem, the method and options, a chosen class."""
-    tag = options.tag(method)
-    name = f"{stem}_{method}-{tag}" if tag else f"{stem}_{method}"
+    name = f"{stem}_{method_suffix(options, method)}"
     if explained.targets[index] != explained.predicted[index]:
         name += f"_as-{explained.class_names[explained.targets[index]].replace(' ', '_')}"
     return name
@@ -151,10 +156,8 @@ def write_explanations(explained, options, out, shared_scale=False):
     stems = unique_stems(explained.paths)
     written = []
     for method, maps in explained.maps.items():
-        tag = options.tag(method)
         caption = "loss change with patch centred here" if method == "occlusion" and options.delta else None
         references = [reference_level(method, options, explained, i) for i in range(len(maps))]
-        suffix = f"{method}-{tag}" if tag else method
         for index, stem in enumerate(stems):
             name = output_name(explained, options, method, index, stem)
             np.save(out / f"{name}.npy", maps[index])
@@ -166,7 +169,7 @@ def write_explanations(explained, options, out, shared_scale=False):
             titles = [explained.title(i) for i in range(len(maps))]
             figure = explanation_figure(explained.images, maps, titles, method, caption, references=references,
                                         shared_scale=shared_scale)
-            grid_path = out / f"grid_{suffix}{'_shared' if shared_scale else ''}.png"
+            grid_path = out / f"grid_{method_suffix(options, method)}{'_shared' if shared_scale else ''}.png"
             save_figure(figure, grid_path)
             written.append(grid_path)
     return written
