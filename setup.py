@@ -3,7 +3,10 @@ from setuptools import find_packages, setup
 # The regular TensorFlow wheel runs on the CPU everywhere; the gpu extra adds the
 # CUDA libraries it needs on Linux (TensorFlow's own "and-cuda" extra).  (The
 # smaller tensorflow-cpu wheel would collide with it: both install `tensorflow`.)
-TENSORFLOW = ["tensorflow>=2.16"]
+# Capped to the versions the test suite ran on: fruitkeras/distribute.py patches Keras internals for
+# multi-worker training (it checks the version at run time too).
+TENSORFLOW = ["tensorflow>=2.21,<2.22"]
+KERAS = "keras>=3.15,<3.16"
 
 setup(
     name="fruitkeras",
@@ -13,9 +16,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["fruitkeras", "fruitkeras.*"]),
+    package_data={"fruitkeras": ["benchmark_classes.txt"]},
     install_requires=TENSORFLOW
     + [
-        "keras>=3.3",
+        KERAS,
         "numpy",
         "click>=8",
         "matplotlib",
@@ -26,7 +30,7 @@ setup(
     # selenium drives Debian's chromium and chromium-driver (.ci/run installs them) in the page's browser test.
     extras_require={
         "test": ["pytest", "selenium>=4.10", "gradio_client"],
-        "gpu": ["tensorflow[and-cuda]>=2.16; sys_platform == 'linux'"],  # README: Scaling out
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22; sys_platform == 'linux'"],  # README: Scaling out
     },
     entry_points={"console_scripts": ["fruitkeras=fruitkeras.cli:main"]},
 )

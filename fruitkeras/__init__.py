@@ -1,24 +1,63 @@
 """fruitkeras: train a CNN on fruit photos, evaluate it, and explain its decisions.
 
 Modules: ``architecture`` (JSON -> keras.Sequential), ``layers`` (our BatchNorm),
-``data`` (folders, images, tf.data), ``callbacks``, ``training``, ``evaluation``,
-``runs`` (run folders and model files), ``explain`` (heatmaps), ``cli``.
-Importing the package does not import TensorFlow.
+``losses``, ``augmentation``, ``data`` (folders, images, tf.data), ``callbacks``,
+``training``, ``evaluation``, ``runs`` (run folders and model files),
+``explain`` (heatmaps), ``cli``.
+
+Importing the package does not import TensorFlow (``fruitkeras --help`` stays
+fast), yet plain ``keras.models.load_model`` loads a run's model, compiled:
+our layer and loss register with Keras as soon as Keras is imported, before
+or after this package.
 
 In a notebook::
 
     import fruitkeras
     model, info = fruitkeras.load_model("runs/fruits77-vgg_small")  # run folder or model file
-    info["class_names"]  # the model's outputs, in order
+    info["class_names"]  # the outputs, in order
 """
+
+import importlib.abc
+import importlib.util
+import sys
+
+# Modules whose import registers Keras objects (layers, losses) that saved models name.
+_KERAS_OBJECTS = ("fruitkeras.layers", "fruitkeras.losses")
+
+
+def _register_keras_objects():
+    for module in _KERAS_OBJECTS:
+        importlib.import_module(module)
+
+
+class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
+    """Runs ``_register_keras_objects`` right after ``import keras`` finishes, wherever it is imported."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)  # find the real module with the other finders, once
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        keras_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            keras_exec(module)
+            _register_keras_objects()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_keras_objects()
+elif not any(isinstance(finder, _RegisterAfterKerasImport) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterKerasImport())
 
 
 def load_model(run_or_model):
-    """A trained model and its metadata (class names, input size) from a run folder or .keras file.
-
-    Loads TensorFlow on first use; registers our BatchNorm layer, so a plain
-    ``keras.models.load_model`` works afterwards too.
-    """
+    """A trained model and its metadata (class names, input size) from a run folder or .keras file."""
     from fruitkeras.runs import load_model as load, resolve_model_path
 
     return load(resolve_model_path(run_or_model))

@@ -28,6 +28,8 @@ class EpochEvaluation(keras.callbacks.Callback):
     Both are evaluated with the moving statistics (inference mode), after the
     re-estimate when there is one.  The test metrics are only logged: nothing
     in training reads them (no early stopping, no checkpoint choice).
+
+    ``statistics_data(epoch)``: the clean training batches of that epoch for precise BN.
     """
 
     def __init__(self, validation=None, test=None, statistics_data=None, statistics_batches=0):
@@ -43,7 +45,7 @@ class EpochEvaluation(keras.callbacks.Callback):
         if logs is None:
             return
         if self.statistics_batches:
-            recompute_batchnorm_statistics(self.model, self.statistics_data, self.statistics_batches)
+            recompute_batchnorm_statistics(self.model, self.statistics_data(epoch), self.statistics_batches)
         for prefix, data in self.sets:
             loss, accuracy = loss_and_accuracy(self.model, data() if callable(data) else data)
             logs[f"{prefix}_loss"], logs[f"{prefix}_accuracy"] = loss, accuracy
@@ -130,14 +132,64 @@ class StopAtSafePoint(keras.callbacks.Callback):
     on_epoch_begin = on_epoch_end = on_train_batch_end = on_test_batch_end = _check
 
 
-def logging_callbacks(history_path, backup_dir, append, epochs, evaluation, progress_bar):
+class StepKeyedRandomness(keras.callbacks.Callback):
+    """Makes the model's own random draws (dropout's masks) a function of the training step.
+
+    Keras's random layers draw from seed generators whose state advances with
+    every call and is not part of the weights a backup saves, so a resumed run
+    would draw other masks than an uninterrupted one.  Before each step every
+    generator's state is set to (its own seed, the step's number), so the masks
+    depend on the run's seed, the layer and the step alone.
+    """
+
+    def on_train_begin(self, logs=None):
+        import numpy as np
+
+        generators = [value for layer in self.model.layers for value in vars(layer).values()
+                      if isinstance(value, keras.random.SeedGenerator)]
+        self._states = [(generator.state, np.asarray(generator.state.numpy())) for generator in generators]
+        self._step = None  # read at the first step: a resumed run's backup is restored after train begins
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._step is None:
+            self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        for state, initial in self._states:
+            keyed = initial.copy()
+            keyed[-1] = self._step
+            state.assign(keyed)
+        self._step += 1
+
+
+class StartsAtEpoch(keras.callbacks.Callback):
+    """Checks that ``fit`` starts at the epoch the data stream was built for.
+
+    The stream of a resumed run starts at the epoch its backup records; Keras
+    may fall back to the backup before it (when the newest is unreadable), and
+    the run would then silently see another epoch's batches.
+    """
+
+    def __init__(self, first_epoch):
+        super().__init__()
+        self.first_epoch = first_epoch
+
+    def on_train_begin(self, logs=None):
+        from fruitkeras.errors import FruitkerasError
+
+        started = getattr(self.model, "_initial_epoch", None) or 0
+        if started != self.first_epoch:
+            raise FruitkerasError(f"the run's backup fell back to epoch {started} (its newest, epoch "
+                                  f"{self.first_epoch}, is unreadable); start the run again in a new --run-dir")
+
+
+def logging_callbacks(history_path, backup_dir, append, epochs, evaluation, progress_bar, first_epoch=0):
     """Evaluation, console output, timestamps, resumable backup, the CSV log and the Ctrl-C stop, in the order they must run."""
     console = [keras.callbacks.ProgbarLogger()] if progress_bar else []
     line = [] if progress_bar else [EpochLine(epochs)]
-    return [evaluation] + console + [
+    return [StepKeyedRandomness(), evaluation] + console + [
         EpochTimestamp(),
         *line,
         keras.callbacks.BackupAndRestore(str(backup_dir)),
+        StartsAtEpoch(first_epoch),  # after the backup has set the epoch fit starts at
         EpochCSVLogger(str(history_path), append=append),
         StopAtSafePoint(),  # last: an epoch's row and backup are written before it stops
     ]

@@ -1,10 +1,11 @@
-"""The ``fruitkeras`` command: train, eval, explain, predict, runs, compare, serve.
+"""The ``fruitkeras`` command: train, eval, explain, predict, runs, compare, serve, data.
 
 Settings come from the architecture file; options only override them.
 TensorFlow is imported inside the commands so that ``--help`` is instant.
 """
 
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -85,6 +86,25 @@ def main(ctx, debug):
     ctx.obj = {"debug": debug}
 
 
+def chosen_model(run_or_model):
+    """The model file a command uses, with a warning on stderr when it is not the newest finished run or
+    newer runs are unfinished."""
+    from fruitkeras.runs import choice_warnings, resolve_model_path
+
+    path = resolve_model_path(run_or_model)
+    for warning in choice_warnings(path):
+        click.echo(f"warning: {warning}", err=True)
+    return path
+
+
+def announce_model(path, run_or_model):
+    """Name the model on stderr, so that machine-readable output on stdout stays clean."""
+    from fruitkeras.runs import RUNS_DIR
+
+    how = f" (the newest finished run in {RUNS_DIR}/; --model chooses another)" if run_or_model is None else ""
+    click.echo(f"model: {path}{how}", err=True)
+
+
 def load_tensorflow():
     """Called first by every command that needs TensorFlow (not by --help)."""
     if not click.get_current_context().find_root().obj.get("debug"):
@@ -132,7 +152,7 @@ def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evalu
                         limit_per_class=limit_per_class, resume=resume, test_evaluation=test_evaluation,
                         verbose=2 if sys.stdout.isatty() and not quiet else 1, distribute=distribute, devices=devices,
                         mixed_precision=mixed_precision)
-    click.echo(f"saved {done / 'model.keras'}; evaluate with: fruitkeras eval {done}")
+    click.echo(f"saved {done / 'model.keras'}; evaluate with: fruitkeras eval {shlex.quote(str(done))}")
 
 
 @main.command(name="eval")
@@ -161,14 +181,12 @@ def evaluate(run_or_model, data, out, batch_size, bn_train_mode, distribute, dev
     """
     load_tensorflow()
     from fruitkeras.evaluation import evaluate_run
-    from fruitkeras.runs import resolve_model_path
 
-    evaluate_run(resolve_model_path(run_or_model), data, out, batch_size, bn_train_mode, echo=click.echo,
+    evaluate_run(chosen_model(run_or_model), data, out, batch_size, bn_train_mode, echo=click.echo,
                  distribute=distribute, devices=devices)
 
 
-# fruitkeras.explain.METHODS, named here so that --help needs no TensorFlow.
-EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion", "gradcam", "integrated")
+from fruitkeras.explain.registry import NAMES as EXPLAIN_METHODS, SMOOTHABLE  # noqa: E402  (no TensorFlow)
 
 
 @main.command()
@@ -187,6 +205,8 @@ EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion", "gradcam
 @click.option("--reduce", type=click.Choice(["max", "l2"]), default="max", show_default=True,
               help="How gradient maps combine the colour channels.")
 @click.option("--samples", type=click.IntRange(min=1), default=25, show_default=True, help="SmoothGrad noisy copies.")
+@click.option("--smooth", type=click.Choice(SMOOTHABLE), default="gradient", show_default=True,
+              help="The method SmoothGrad averages over noisy copies.")
 @click.option("--noise", type=click.FloatRange(min=0), default=0.15, show_default=True, help="SmoothGrad noise std.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
               help="Occlusion positions per forward pass (bounds memory).")
@@ -194,7 +214,7 @@ EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion", "gradcam
               help="Compile occlusion with XLA: about 0.6 s more for the first map, then 1.7x faster maps.")
 @click.option("--layer", type=click.IntRange(min=1),
               help="Grad-CAM: the layer whose feature maps are weighed, numbered as in the architecture file "
-                   "(default: the last conv).")
+                   "(default: the last rectified feature maps: the ReLU after the last convolution).")
 @click.option("--baseline", default="white", show_default=True,
               help="Integrated Gradients: the starting image's colour, as --fill takes it.")
 @click.option("--steps", type=click.IntRange(min=1), default=64, show_default=True,
@@ -205,8 +225,8 @@ EXPLAIN_METHODS = ("gradient", "smoothgrad", "gradxinput", "occlusion", "gradcam
                    "map of a model with re-initialised weights.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("explanations"),
               show_default=True, help="Folder for the figures (.png) and raw maps (.npy).")
-def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduce, samples, noise, batch_size, xla,
-            layer, baseline, steps, shared_scale, metrics, out):
+def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduce, samples, smooth, noise, batch_size,
+            xla, layer, baseline, steps, shared_scale, metrics, out):
     """Explain the model's decision on each image with a heatmap.
 
     IMAGES are files, folders (all their images) or globs.  Writes
@@ -226,13 +246,12 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
     """
     load_tensorflow()
     from fruitkeras.explain.report import ExplainOptions, explain_files
-    from fruitkeras.runs import resolve_model_path
 
     chosen = EXPLAIN_METHODS if "all" in methods else tuple(dict.fromkeys(methods))  # keeps order, drops repeats
-    options = ExplainOptions(reduce=reduce, samples=samples, noise=noise, patch=patch, stride=stride, fill=fill,
+    options = ExplainOptions(reduce=reduce, samples=samples, smooth=smooth, noise=noise, patch=patch, stride=stride, fill=fill,
                              delta=delta, batch_size=batch_size, xla=xla, layer=layer, baseline=baseline, steps=steps,
                              progress=sys.stdout.isatty())  # a bar for a person watching, not for logs and pipes
-    explain_files(resolve_model_path(model_arg), images, chosen, options, out, label, shared_scale, echo=click.echo,
+    explain_files(chosen_model(model_arg), images, chosen, options, out, label, shared_scale, echo=click.echo,
                   metrics=metrics)
 
 
@@ -257,9 +276,11 @@ def predict(images, model_arg, top, style):
     """
     load_tensorflow()
     from fruitkeras.prediction import predict_files
-    from fruitkeras.runs import resolve_model_path
 
-    click.echo(predict_files(resolve_model_path(model_arg), images, top, style))
+    model_path = chosen_model(model_arg)
+    text = predict_files(model_path, images, top, style)  # bad input fails here, before any other line
+    announce_model(model_path, model_arg)
+    click.echo(text)
 
 
 @main.command(name="runs")
@@ -321,20 +342,73 @@ def serve(run_or_model, data, host, port):
       fruitkeras serve runs/fruits77-vgg_small --data ../shared/data/fruits-360-77class
       fruitkeras serve --port 8080
     """
+    from fruitkeras.webapp import check_port_free
+
+    check_port_free(host, port)  # at once: before TensorFlow, Gradio and the model load
     load_tensorflow()
-    from fruitkeras.data import resolve_data_dir
-    from fruitkeras.runs import resolve_model_path
+    from fruitkeras.data import DATA_ENV, resolve_data_dir
     from fruitkeras.webapp import serve as serve_page
 
-    model_path = resolve_model_path(run_or_model)
-    if data is None:
-        try:
-            data = resolve_data_dir()
-        except FruitkerasError:  # no dataset here: the page offers uploads and samples only
-            data = None
-    else:
-        data = resolve_data_dir(data)
+    model_path = chosen_model(run_or_model)
+    if data is not None or os.environ.get(DATA_ENV):
+        data = resolve_data_dir(data)  # given, so it must exist: the same error as train and eval
+    elif Path("data").is_dir():
+        data = resolve_data_dir()
+    # else: no dataset here; the page offers uploads and samples only
     serve_page(model_path, data, host, port, echo=click.echo)
+
+
+@main.group()
+def data():
+    """Get a dataset (download) and learn what to know before training on it (check)."""
+
+
+@data.command(name="download")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The dataset folder to create (Training/ and Test/ go inside); must not hold anything yet.")
+@click.option("--url", default=None, help="The release archive (.zip) to fetch (default: the official Fruits-360 "
+                                          "100x100 repository's archive).")
+@click.option("--classes", default="benchmark", show_default=True,
+              help="benchmark (the 77 classes), all, or a file with one class name per line.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the archive is kept between runs (default: Keras's cache, ~/.keras/fruitkeras).")
+def data_download(out, url, classes, cache_dir):
+    """Download a Fruits-360 release and extract Training/ and Test/ of the chosen classes.
+
+    \b
+    Examples:
+      fruitkeras data download --out data
+      fruitkeras data download --classes all --out fruits-360-all
+      fruitkeras data download --url https://example.org/fruits-360.zip --classes my-classes.txt --out data
+    """
+    load_tensorflow()
+    from fruitkeras.data_download import DEFAULT_URL, download
+
+    download(out, url or DEFAULT_URL, classes, str(cache_dir) if cache_dir else None, echo=click.echo)
+
+
+@data.command(name="check")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def data_check(folder, as_json):
+    """Counts, unreadable files, exact duplicates and near-duplicate frames across Training and Test.
+
+    Exits 1 when there are unreadable files or exact duplicates.
+
+    \b
+    Examples:
+      fruitkeras data check ../shared/data/fruits-360-77class
+      fruitkeras data check data --json > data-check.json
+    """
+    load_tensorflow()
+    import json
+
+    from fruitkeras.data_check import check_dataset, format_report
+
+    findings = check_dataset(folder)
+    click.echo(json.dumps(findings, indent=2) if as_json else format_report(findings))
+    if not findings["verdict"].startswith("ok"):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -65,8 +65,24 @@ def _flatten(value, prefix=""):
     return {prefix.rstrip("."): value}
 
 
+# What run.json adds to a run's settings: data, classes and the command line's overrides.
+RUN_SETTINGS = {
+    "data": lambda record: record.get("data"),
+    "classes": lambda record: len(record.get("class_names", [])),
+    "epochs": lambda record: record.get("epochs"),
+    "limit_per_class": lambda record: record.get("limit_per_class"),
+    "seed": lambda record: record.get("seed"),
+}
+
+
+def run_settings(run):
+    """A run's architecture file with its run.json's data folder, class count, epochs, sample limit and seed
+    under ``run``: what ``differences`` compares."""
+    return {**run.architecture, "run": {name: read(run.record) for name, read in RUN_SETTINGS.items()}}
+
+
 def differences(architectures):
-    """Per architecture, where it departs from the others ('field=value; ...').
+    """Per architecture (with ``run_settings``' additions), where it departs from the others ('field=value; ...').
 
     For each setting that is not the same everywhere, the reference is its
     most common value (in a study: the baseline's; a tie goes to the first
@@ -120,7 +136,7 @@ def comparison_table(runs, metric):
     import pandas as pd
 
     rows = []
-    for run, differs in zip(runs, differences([r.architecture for r in runs])):
+    for run, differs in zip(runs, differences([run_settings(r) for r in runs])):
         values = run.history[metric]
         best = int(values.idxmax()) if not metric.endswith("loss") else int(values.idxmin())
         rows.append({
@@ -147,16 +163,20 @@ def _markdown(table):
 
 
 def plot_comparison(runs, metric, path):
-    """The metric and its loss against epoch and against minutes; many runs stay apart by colour and a side legend."""
-    import matplotlib
+    comparison_figure(runs, metric).savefig(path, dpi=100)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def comparison_figure(runs, metric):
+    """The metric and its loss against epoch and against minutes; many runs stay apart by colour and a side legend."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     loss = metric.rsplit("_", 1)[0] + "_loss" if not metric.endswith("loss") else metric
     shown = [m for m in dict.fromkeys((metric, loss)) if all(m in r.history for r in runs)]
-    colours = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")
-    figure, axes = plt.subplots(len(shown), 2, figsize=(13, 4 * len(shown)), squeeze=False)
+    colours = colormaps["tab10" if len(runs) <= 10 else "tab20"]
+    figure = Figure(figsize=(13, 4 * len(shown)))
+    axes = figure.subplots(len(shown), 2, squeeze=False)
     for row, name in zip(axes, shown):
         for index, run in enumerate(runs):
             colour = colours(index % colours.N)
@@ -164,13 +184,14 @@ def plot_comparison(runs, metric, path):
             row[0].plot(run.history["epoch"], run.history[name], style, color=colour, marker="o", markersize=2,
                         label=run.name)
             row[1].plot(run.minutes, run.history[name], style, color=colour, marker="o", markersize=2)
+        row[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         for axis, x_label in zip(row, ("epoch", "wall-clock minutes")):
             axis.set_xlabel(x_label)
             axis.set_ylabel(name)
             axis.grid(alpha=0.3)
-            if name.endswith("accuracy"):
-                top = max(float(r.history[name].max()) for r in runs)
-                low = np.quantile(np.concatenate([r.history[name].to_numpy() for r in runs]), 0.1)
+            if name.endswith("accuracy"):  # every run's every value stays in view
+                values = np.concatenate([r.history[name].to_numpy() for r in runs])
+                low, top = float(np.nanmin(values)), float(np.nanmax(values))
                 axis.set_ylim(max(0.0, min(low, top - 0.01) - 0.005), min(1.0, top + 0.005) + 0.001)
             else:
                 axis.set_yscale("log")
@@ -178,8 +199,7 @@ def plot_comparison(runs, metric, path):
                              ncol=1 if len(runs) <= 20 else 2)
     figure.suptitle(f"{len(runs)} runs: {metric}")
     figure.tight_layout(rect=(0, 0, 0.8 if len(runs) <= 20 else 0.7, 1))
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return figure
 
 
 def compare_runs(folders, metric="test_accuracy", out="comparison"):
@@ -191,7 +211,8 @@ def compare_runs(folders, metric="test_accuracy", out="comparison"):
             run.name = str(folder)
     missing = [run.name for run in runs if metric not in run.history]
     if missing:
-        available = sorted(c for c in runs[0].history.columns if c not in ("epoch", "timestamp", "epoch_seconds"))
+        shared = set.intersection(*(set(run.history.columns) for run in runs))  # what every run can compare
+        available = sorted(shared - {"epoch", "timestamp", "epoch_seconds"})
         raise FruitkerasError(f"metric '{metric}' not in the history of {', '.join(missing)}; "
                               f"available: {', '.join(available)}")
     out = Path(out)

@@ -259,10 +259,15 @@ def check_same_classes(expected, found, expected_what, found_what):
     extra = sorted(set(found) - set(expected))
     parts = []
     if extra:
-        parts.append(f"{found_what} has classes unknown to {expected_what}: {', '.join(extra)}")
+        parts.append(f"{found_what} has {len(extra)} class(es) unknown to {expected_what}: {_some(extra)}")
     if missing:
-        parts.append(f"{found_what} lacks {', '.join(missing)}")
+        parts.append(f"{found_what} lacks {len(missing)} of its {len(expected)} class(es): {_some(missing)}")
     raise FruitkerasError(f"class mismatch between {expected_what} and {found_what}: " + "; ".join(parts))
+
+
+def _some(names, shown=5):
+    """A few names, and how many more: a mismatch of two datasets must not print 77 names on one line."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def natural_key(path):
@@ -308,15 +313,23 @@ def split_validation(split, fraction, seed, block=1):
     return everything[~val_mask], everything[val_mask]
 
 
-def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repeat=False, rows=None):
+def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repeat=False, rows=None, first_epoch=0):
     """A tf.data pipeline over a decoded split: (shuffle), batch, scale to [0, 1], (augment), prefetch.
 
     ``rows`` picks images of the split by index (default: all, in order).  The
     images stay one uint8 tensor in memory and batches are gathered from it by
-    index, so neither a subset nor a reshuffle each epoch copies any image.  Shuffled (training)
-    pipelines drop the last partial batch: a batch of a few images gives
-    batch-norm statistics far from the population's.  ``repeat``: endless,
-    reshuffled every pass, so that one iterator serves every epoch.
+    index, so neither a subset nor a reshuffle each epoch copies any image.
+
+    Shuffled (training) pipelines are stateless: epoch e's order is a function
+    of (seed, e), and each batch's augmentation of (seed, e, its number in the
+    epoch) (``fruitkeras.augmentation``), so the stream is the same whatever ran
+    before, however many threads run it, and from whatever epoch it starts
+    (``first_epoch``: a resumed run starts at its next epoch; tf.distribute also
+    rebuilds the pipeline for its replicas and workers, which must see the same
+    global batches).  They drop the last partial batch: a batch of a few images
+    gives batch-norm statistics far from the population's.  ``repeat``:
+    endless, one epoch after another, so that one iterator serves every epoch;
+    otherwise the one epoch ``first_epoch``.
 
     tf.data's autotuning is off, with fixed parallelism: deleting an iterator
     waited for the autotuning thread's sleep, which grows to a minute, and
@@ -324,86 +337,44 @@ def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repea
     """
     import tensorflow as tf
 
+    from fruitkeras.augmentation import batch_key
+
     if split.images is None:
         raise ValueError("make_dataset needs a decoded split (decode_split)")
     images = split.tensor()
     labels = tf.constant(split.labels)
     rows = np.arange(len(split)) if rows is None else np.asarray(rows, dtype=np.int64)
     workers = os.cpu_count() or 1
-    drop_remainder = shuffle and len(rows) >= batch_size
-    if shuffle and repeat:
-        # Epoch e's order is a stateless function of (seed, e): tf.distribute rebuilds the pipeline for its
-        # replicas and workers, and a stateful shuffle's order did not survive that (each worker must see the
-        # same global batches to take its share of each).
+    if shuffle:
+        drop_remainder = len(rows) >= batch_size
         row_tensor = tf.constant(rows)
 
         def epoch_batches(epoch):
             order = tf.random.experimental.stateless_shuffle(row_tensor, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+            batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+            return batches.enumerate().map(lambda number, index: (index, batch_key(seed, epoch, number)))
 
-        indices = tf.data.Dataset.range(np.iinfo(np.int64).max).flat_map(epoch_batches)
+        last = np.iinfo(np.int64).max if repeat else first_epoch + 1
+        indices = tf.data.Dataset.range(first_epoch, last).flat_map(epoch_batches)
     else:
-        indices = tf.data.Dataset.from_tensor_slices(rows)
-        if shuffle:
-            indices = indices.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-        indices = indices.batch(batch_size, drop_remainder=drop_remainder)
+        if augmenter is not None:
+            raise ValueError("augmentation is keyed on (seed, epoch, batch): it needs a shuffled pipeline")
+        indices = tf.data.Dataset.from_tensor_slices(rows).batch(batch_size)
         if repeat:
             indices = indices.repeat()
+        indices = indices.map(lambda index: (index, tf.zeros((2,), tf.int64)))
 
-    def gather(index):
-        return tf.cast(tf.gather(images, index), tf.float32) * PIXEL_SCALE, tf.gather(labels, index)
+    def gather(index, key):
+        batch = tf.cast(tf.gather(images, index), tf.float32) * PIXEL_SCALE
+        if augmenter is not None:
+            batch = augmenter(batch, key)
+        return batch, tf.gather(labels, index)
 
     dataset = indices.map(gather, num_parallel_calls=workers)
-    if augmenter is not None:
-        dataset = dataset.map(lambda x, y: (augmenter(x), y), num_parallel_calls=workers)
     options = tf.data.Options()
     options.autotune.enabled = False
+    options.deterministic = True
     return dataset.prefetch(2).with_options(options)
-
-
-def make_augmenter(settings, seed=0):
-    """The training pipeline's augmentation as a function of a float batch in [0, 1]; None when off.
-
-    Geometry comes from Keras preprocessing layers (edges filled white like the
-    background); colour is jittered per image: hue shifted by up to ``hue`` of
-    the colour circle, saturation scaled by up to ``saturation`` either way,
-    brightness shifted by up to ``brightness``.  White stays white under hue and
-    saturation changes, so the background does not move.
-    """
-    if not settings or not any(settings.values()):
-        return None
-    import keras
-    import tensorflow as tf
-
-    layers = []
-    if settings["flip"]:
-        layers.append(keras.layers.RandomFlip("horizontal_and_vertical", seed=seed))
-    if settings["rotation"]:
-        layers.append(keras.layers.RandomRotation(settings["rotation"], fill_mode="constant", fill_value=1.0, seed=seed))
-    if settings["zoom"]:
-        layers.append(keras.layers.RandomZoom(settings["zoom"], fill_mode="constant", fill_value=1.0, seed=seed))
-    geometry = keras.Sequential(layers, name="augmentation") if layers else None
-    hue, saturation, brightness = settings["hue"], settings["saturation"], settings["brightness"]
-
-    def per_image(batch, spread, centre=0.0):
-        return centre + tf.random.uniform((tf.shape(batch)[0], 1, 1), -spread, spread)
-
-    def augment(batch):
-        if geometry is not None:
-            batch = geometry(batch, training=True)
-        if hue or saturation:
-            hsv = tf.image.rgb_to_hsv(tf.clip_by_value(batch, 0.0, 1.0))
-            h, s, v = tf.unstack(hsv, axis=-1)
-            if hue:
-                h = tf.math.floormod(h + per_image(batch, hue), 1.0)
-            if saturation:
-                s = tf.clip_by_value(s * per_image(batch, saturation, 1.0), 0.0, 1.0)
-            batch = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1))
-        if brightness:
-            batch = batch + per_image(batch, brightness)[..., None]
-        return tf.clip_by_value(batch, 0.0, 1.0)
-
-    return augment
 
 
 def mean_colour(split, rows=None, sample=200, seed=0):

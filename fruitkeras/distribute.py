@@ -134,10 +134,29 @@ def build_for_fit(model, strategy, dataset):
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
 
 
+# The Keras versions whose internals the multi-worker work-arounds were written for and tested on.
+PATCHED_KERAS = ((3, 15), (3, 16))  # from, up to (excluded)
+
+
+def check_patched_keras(version=None):
+    """A one-line error unless Keras is a version the multi-worker work-arounds were tested on."""
+    import keras
+
+    version = version or keras.__version__
+    found = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    low, high = PATCHED_KERAS
+    if not low <= found < high:
+        raise FruitkerasError(f"--distribute multi-worker patches Keras internals tested on Keras "
+                              f"{low[0]}.{low[1]}.x only; this is Keras {version} (pip install 'keras>={low[0]}."
+                              f"{low[1]},<{high[0]}.{high[1]}')")
+
+
 def _average_scalar_logs_across_workers():
     """Keras 3 averages each step's logs (loss, metrics) over a multi-worker strategy's replicas along axis 0,
     which scalars lack ("Invalid reduction dimension 0"); average them as whole values instead."""
     import tensorflow as tf
+
+    check_patched_keras()
     from keras.src.backend.tensorflow import trainer
 
     if getattr(trainer.reduce_per_replica, "fruitkeras", False):
@@ -184,17 +203,25 @@ def describe(strategy, kind):
     return described
 
 
+@contextlib.contextmanager
 def mixed_precision_policy(enabled):
-    """Set Keras's global dtype policy for ``--mixed-precision``; returns its name (None when off).
+    """Keras's global dtype policy for ``--mixed-precision`` while inside; yields its name (None when off).
 
     float16 compute on a GPU, bfloat16 elsewhere (its range needs no loss scaling);
-    variables, BatchNorm statistics and the softmax stay float32.
+    variables, BatchNorm statistics and the softmax stay float32.  The previous
+    policy comes back on leaving, so that later work in the process (another
+    training, an evaluation) runs in the precision it asks for.
     """
     if not enabled:
-        return None
+        yield None
+        return
     import keras
     import tensorflow as tf
 
+    previous = keras.mixed_precision.global_policy()
     name = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
     keras.mixed_precision.set_global_policy(name)
-    return name
+    try:
+        yield name
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -8,13 +8,13 @@ import numpy as np
 
 from fruitkeras import data as datalib
 from fruitkeras.errors import FruitkerasError
-from fruitkeras.layers import BatchNorm
 
 PER_CLASS_FILE = "test_per_class.csv"
 CONFUSION_CSV = "confusion_matrix.csv"
 CONFUSION_PNG = "confusion_matrix.png"
 METRICS_FILE = "test_metrics.json"
 MISTAKES_FILE = "test_mistakes.csv"
+BATCH_STATISTICS_SUFFIX = "-batch-statistics"  # --bn-train-mode's reports: never the standard files
 
 
 @dataclass
@@ -77,23 +77,23 @@ class Evaluation:
         )
 
 
-def predict_probabilities(model, dataset, distributed=False):
+def predict_probabilities(model, dataset, distributed=False, batch_statistics=False):
     """Class probabilities for every batch of ``dataset`` (inference mode), with the labels.
 
     ``distributed``: the model was made in a strategy's scope; Keras's
     ``predict`` splits every batch over the strategy's replicas.
+    ``batch_statistics``: batch norm normalises with each batch's own
+    statistics (``fruitkeras.forward.run_layers``).
     """
-    import tensorflow as tf
+    from fruitkeras.forward import probabilities_function
 
     if distributed:
+        if batch_statistics:
+            raise FruitkerasError("--bn-train-mode evaluates on one device; leave out --distribute")
         probabilities = model.predict(dataset.map(lambda images, _: images), verbose=0)
         return probabilities, np.concatenate([np.asarray(labels) for _, labels in dataset])
 
-    # One compiled function per model: retracing for every call would cost more than the predictions.
-    predict = model.__dict__.get("_fruitkeras_predict")
-    if predict is None:
-        predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        model.__dict__["_fruitkeras_predict"] = predict
+    predict = probabilities_function(model, batch_statistics)
     probabilities, labels = [], []
     for images, batch_labels in dataset:
         probabilities.append(predict(images).numpy())
@@ -117,13 +117,6 @@ def top_confusions(confusion, class_names, count=10):
     return [(class_names[t], class_names[p], int(off[t, p])) for t, p in cells if off[t, p] > 0]
 
 
-def set_batch_stats_at_inference(model, enabled):
-    """Make every BatchNorm layer normalise with batch statistics at inference."""
-    for layer in model.layers:
-        if isinstance(layer, BatchNorm):
-            layer.batch_stats_at_inference = enabled
-
-
 def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False, distributed=False):
     """Run the model over ``data_root/Test`` and collect its predictions.
 
@@ -140,12 +133,8 @@ def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False, dis
     if bn_train_mode:
         order = np.random.default_rng(0).permutation(len(split))
 
-    set_batch_stats_at_inference(model, bn_train_mode)
-    try:
-        probabilities, labels = predict_probabilities(model, datalib.make_dataset(split, batch_size, rows=order),
-                                                      distributed)
-    finally:
-        set_batch_stats_at_inference(model, False)
+    probabilities, labels = predict_probabilities(model, datalib.make_dataset(split, batch_size, rows=order),
+                                                  distributed, batch_statistics=bn_train_mode)
     return Evaluation(class_names, labels, probabilities, [split.paths[i] for i in order])
 
 
@@ -160,6 +149,7 @@ def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=F
 
     strategy = distribution.make_strategy(distribute, devices)
     data_root = datalib.resolve_data_dir(data)
+    check_writable(Path(out or Path(model_path).parent))  # before the work, not after it
     with distribution.scope(strategy):
         model, metadata = load_model(model_path)
     if strategy is not None and batch_size % strategy.num_replicas_in_sync:
@@ -183,13 +173,31 @@ def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=F
     return result
 
 
+def report_files(out_dir, bn_train_mode=False):
+    """The report's files: the standard names for the standard evaluation (moving statistics), which
+    ``fruitkeras runs`` and the page read; ``-batch-statistics`` ones for ``--bn-train-mode``."""
+    names = (METRICS_FILE, PER_CLASS_FILE, CONFUSION_CSV, CONFUSION_PNG, MISTAKES_FILE)
+    if bn_train_mode:
+        names = [f"{Path(name).stem}{BATCH_STATISTICS_SUFFIX}{Path(name).suffix}" for name in names]
+    return [Path(out_dir) / name for name in names]
+
+
+def check_writable(out_dir):
+    """A one-line error, before any evaluation, when the reports could not be written into ``out_dir``."""
+    import os
+
+    existing = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        raise FruitkerasError(f"cannot write the reports into {out_dir} (not writable); choose a folder with --out")
+
+
 def write_report(evaluation, out_dir, model_path, data_root, bn_train_mode=False):
     """Metrics JSON, per-class CSV, confusion matrix CSV + PNG and the mistakes CSV; returns their paths."""
     import pandas as pd
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / name for name in (METRICS_FILE, PER_CLASS_FILE, CONFUSION_CSV, CONFUSION_PNG, MISTAKES_FILE)]
+    paths = report_files(out_dir, bn_train_mode)
     metrics = {
         "model": str(model_path),
         "data": str(data_root),
@@ -210,16 +218,14 @@ def write_report(evaluation, out_dir, model_path, data_root, bn_train_mode=False
 def plot_confusion(evaluation, out_path, top=15):
     """Row-normalised confusion matrix, and beside it the most frequent confusions as bars
     (at 77 classes the matrix alone is too fine to read)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     matrix = evaluation.confusion
     names = evaluation.class_names
     pairs = top_confusions(matrix, names, top)
     side = max(4.0, 0.17 * len(names) + 3) if len(names) > 30 else max(4.0, 0.35 * len(names) + 2)
-    figure, axes = plt.subplots(1, 2, figsize=(side * 1.9, side), gridspec_kw={"width_ratios": [1.25, 1]})
+    figure = Figure(figsize=(side * 1.9, side))
+    axes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
     axis, bars = axes
     # Row-normalised colours, so small classes are as visible as big ones.
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
@@ -251,4 +257,3 @@ def plot_confusion(evaluation, out_path, top=15):
         bars.set_axis_off()
     figure.tight_layout()
     figure.savefig(out_path, dpi=100)
-    plt.close(figure)

@@ -20,9 +20,10 @@ class BatchNorm(keras.layers.Layer):
     moving statistics towards them by ``1 - momentum``.  Inference: normalise
     with the moving statistics.  ``y = gamma * (x - mean) / sqrt(var + eps) + beta``.
 
-    ``batch_stats_at_inference`` (not saved with the model) makes inference
-    use the batch's own statistics without updating the moving ones, for
-    evaluations that want that (``fruitkeras eval --bn-train-mode``).
+    Inference with the batch's own statistics (``fruitkeras eval
+    --bn-train-mode``) is ``normalise(x, *batch_statistics(x))``, as
+    ``fruitkeras.forward.run_layers`` does: a choice of the call, not a state
+    of the layer.
     """
 
     def __init__(self, momentum=0.99, epsilon=1e-3, **kwargs):
@@ -33,7 +34,6 @@ class BatchNorm(keras.layers.Layer):
             raise ValueError(f"epsilon must be positive, got {epsilon}")
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
-        self.batch_stats_at_inference = False
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -66,14 +66,11 @@ class BatchNorm(keras.layers.Layer):
         return mean, variance
 
     def call(self, inputs, training=None):
-        if training or self.batch_stats_at_inference:
+        if training:
             mean, variance = self.batch_statistics(inputs)
-            if training:
-                keep = self.momentum
-                self.moving_mean.assign(self.moving_mean * keep + mean * (1.0 - keep))
-                self.moving_variance.assign(
-                    self.moving_variance * keep + variance * (1.0 - keep)
-                )
+            keep = self.momentum
+            self.moving_mean.assign(self.moving_mean * keep + mean * (1.0 - keep))
+            self.moving_variance.assign(self.moving_variance * keep + variance * (1.0 - keep))
         else:
             mean, variance = self.moving_mean, self.moving_variance
         return self.normalise(inputs, mean, variance)

@@ -18,12 +18,12 @@ def batchnorm_layers(model):
     return [layer for layer in model.layers if isinstance(layer, BatchNorm)]
 
 
-def _statistics(model, images):
+def _statistics(layers, images):
     """Each BatchNorm's batch mean and variance, every layer seeing the output before it
     normalised with those batch statistics, as in a training step (other layers in inference mode)."""
     found = []
     features = images
-    for layer in model.layers:
+    for layer in layers:
         if isinstance(layer, BatchNorm):
             mean, variance = layer.batch_statistics(features)
             found.append((mean, variance))
@@ -33,22 +33,23 @@ def _statistics(model, images):
     return found
 
 
+def _statistics_of(layers):
+    return lambda images: _statistics(layers, images)
+
+
 def recompute_batchnorm_statistics(model, dataset, batches):
     """Set every BatchNorm's moving mean and variance to their average over ``batches`` batches.
 
     ``dataset`` yields (images, labels) batches; returns the number of batches used.
     Layers other than BatchNorm run in inference mode (no dropout).
     """
-    import tensorflow as tf
+    from fruitkeras.forward import compiled
 
     norms = batchnorm_layers(model)
     if not norms or batches <= 0:
         return 0
     # Compiled once per model: a new tf.function each epoch would be traced again each epoch.
-    statistics = model.__dict__.get("_fruitkeras_bn_statistics")
-    if statistics is None:
-        statistics = tf.function(lambda images: _statistics(model, images), reduce_retracing=True)
-        model.__dict__["_fruitkeras_bn_statistics"] = statistics
+    statistics = compiled(model, "batchnorm_statistics", lambda proxy: _statistics_of(list(proxy.layers)))
 
     sums = None
     used = 0

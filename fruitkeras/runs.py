@@ -53,10 +53,57 @@ def resolve_model_path(run_or_model=None):
         return newest_run()
     path = Path(run_or_model)
     if path.is_dir():
+        unfinished = unfinished_run_message(path)
+        if unfinished:
+            raise FruitkerasError(unfinished)
         path = path / MODEL_FILE
     if not path.is_file():
         raise FruitkerasError(f"{path}: no such model file")
     return path
+
+
+def unfinished_run_message(run_dir):
+    """What to say of a run folder that has started but holds no model yet; None for anything else."""
+    run_dir = Path(run_dir)
+    if (run_dir / MODEL_FILE).exists() or not (run_dir / "run.json").exists():
+        return None
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        record = {}
+    done = epochs_logged(run_dir / "history.csv")
+    architecture = record.get("architecture_file", "ARCH.json")
+    state = "still training" if _alive(record.get("running_pid")) else "interrupted"
+    import shlex
+
+    return (f"{run_dir} is an unfinished run ({state} after {done} of {record.get('epochs', '?')} epochs): no model "
+            f"yet; continue it with: {shlex.join(['fruitkeras', 'train', architecture, '--run-dir', str(run_dir), '--resume'])}")
+
+
+def _started_at(run_dir):
+    try:
+        return json.loads((Path(run_dir) / "run.json").read_text()).get("started", "")
+    except (OSError, ValueError):
+        return ""
+
+
+def choice_warnings(model_path, runs_dir=RUNS_DIR):
+    """What a user should know about the model a command uses, when it is a run in ``runs_dir``: that a
+    newer run finished, or that newer runs are unfinished (they are never picked by default)."""
+    model_path, runs_dir = Path(model_path).resolve(), Path(runs_dir)
+    if not runs_dir.is_dir() or model_path.parent.parent != runs_dir.resolve():
+        return []
+    warnings = []
+    newest = newest_run(runs_dir).resolve()
+    if newest != model_path:
+        warnings.append(f"{model_path.parent.name} is not the newest finished run in {runs_dir}/: "
+                        f"{newest.parent.name} finished later")
+    since = _finished_at(model_path) or _started_at(model_path.parent)
+    for folder in sorted(p.parent for p in runs_dir.glob("*/run.json")):
+        if not (folder / MODEL_FILE).exists() and _started_at(folder) > since:
+            warnings.append(f"{folder.name} started later but is unfinished; it is never used by default "
+                            f"(see: fruitkeras runs)")
+    return warnings
 
 
 def _not_a_model(path):

@@ -10,8 +10,10 @@ A run folder holds::
     learning_curves.png
 """
 
+import contextlib
 import json
 import os
+import shlex
 import shutil
 import tempfile
 from datetime import datetime
@@ -64,9 +66,10 @@ def _optimizer(settings, steps_per_epoch, epochs):
         rate = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=1, alpha=1.0, warmup_target=rate,
                                                       warmup_steps=warmup)
     options = {"learning_rate": rate}
-    if settings["weight_decay"]:
-        options["weight_decay"] = settings["weight_decay"]
     kind = settings["optimizer"]
+    # AdamW's own default decay (0.004) would replace a 0 that is left out: always pass it.
+    if settings["weight_decay"] or kind == "adamw":
+        options["weight_decay"] = settings["weight_decay"]
     if kind in ("sgd", "rmsprop"):
         options["momentum"] = settings["momentum"]
     classes = {
@@ -79,17 +82,12 @@ def _optimizer(settings, steps_per_epoch, epochs):
 
 
 def _loss(label_smoothing, num_classes):
-    """Sparse cross-entropy; with label smoothing, through one-hot targets (Keras's sparse loss has none)."""
-    import keras
-
+    """Sparse cross-entropy, with label smoothing when asked (``fruitkeras.losses``)."""
     if not label_smoothing:
         return "sparse_categorical_crossentropy"
+    from fruitkeras.losses import SmoothedSparseCrossEntropy
 
-    def smoothed_cross_entropy(labels, probabilities):
-        targets = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(labels, (-1,)), "int32"), num_classes)
-        return keras.losses.categorical_crossentropy(targets, probabilities, label_smoothing=label_smoothing)
-
-    return smoothed_cross_entropy
+    return SmoothedSparseCrossEntropy(num_classes, label_smoothing)
 
 
 # Options that --resume takes from run.json; a different value on the command line is refused.
@@ -149,7 +147,6 @@ def train(
     architecture = load_architecture(architecture_path)
     # Before any TensorFlow work: splitting the CPU into devices must precede the runtime's start.
     strategy = distribution.make_strategy(distribute, devices)
-    policy = distribution.mixed_precision_policy(mixed_precision)
     run_dir = Path(run_dir) if run_dir else default_run_dir(architecture)
     if distribution.is_chief(strategy):  # the other workers of a multi-worker run write elsewhere
         check_run_dir(run_dir, resume)
@@ -177,11 +174,17 @@ def train(
     if (data_root / datalib.TEST_SPLIT).is_dir():
         test_listed = datalib.scan_split(data_root / datalib.TEST_SPLIT)
         datalib.check_same_classes(listed.class_names, test_listed.class_names, "Training/", "Test/")
+    elif test_evaluation and verbose:
+        print(f"note: no {data_root / datalib.TEST_SPLIT}/: history.csv will have no test_loss and test_accuracy",
+              flush=True)
 
     split = datalib.decode_split(listed, size)
-    return _train_decoded(architecture, architecture_path, split, test_listed if test_evaluation else None, data_root,
-                          run_dir, epochs, seed, limit_per_class, resume, record, verbose, test_evaluation,
-                          extra_callbacks, strategy, distribution.describe(strategy, distribute) | {"mixed_precision": policy})
+    with distribution.mixed_precision_policy(mixed_precision) as policy, \
+            _writing_dir(run_dir, distribution.is_chief(strategy), resume) as write_dir:
+        return _train_decoded(architecture, architecture_path, split, test_listed if test_evaluation else None,
+                              data_root, run_dir, write_dir, epochs, seed, limit_per_class, resume, record, verbose,
+                              test_evaluation, extra_callbacks, strategy,
+                              distribution.describe(strategy, distribute) | {"mixed_precision": policy})
 
 
 def _stored_data_dir(record, run_dir):
@@ -192,19 +195,28 @@ def _stored_data_dir(record, run_dir):
     return path
 
 
-def _worker_dir(run_dir, resume):
-    """Where a multi-worker run's other workers write: a temporary folder, with the chief's backup when resuming."""
+@contextlib.contextmanager
+def _writing_dir(run_dir, chief, resume):
+    """Where this process writes: the run folder for the chief; for a multi-worker run's other workers a
+    temporary folder (with the chief's backup when resuming), deleted however training ends."""
+    if chief:
+        yield run_dir
+        return
     folder = Path(tempfile.mkdtemp(prefix="fruitkeras-worker-"))
-    if resume and (run_dir / BACKUP_DIR).is_dir():
-        shutil.copytree(run_dir / BACKUP_DIR, folder / BACKUP_DIR)
-    return folder
+    try:
+        if resume and (run_dir / BACKUP_DIR).is_dir():
+            shutil.copytree(run_dir / BACKUP_DIR, folder / BACKUP_DIR)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def _train_decoded(architecture, architecture_path, split, test_listed, data_root, run_dir, epochs, seed,
+def _train_decoded(architecture, architecture_path, split, test_listed, data_root, final_dir, run_dir, epochs, seed,
                    limit_per_class, resume, record, verbose, test_evaluation, extra_callbacks, strategy, distributed):
     import keras
 
     from fruitkeras import distribute as distribution
+    from fruitkeras.augmentation import make_augmenter
     from fruitkeras.callbacks import EpochEvaluation, logging_callbacks, now_iso
 
     settings = architecture.training
@@ -212,17 +224,18 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     if settings["batch_size"] % replicas:
         raise FruitkerasError(f"{architecture.path}: training.batch_size {settings['batch_size']} (the global batch) "
                               f"does not split evenly over {replicas} replicas")
-    chief = distribution.is_chief(strategy)
-    final_dir = run_dir
-    run_dir = run_dir if chief else _worker_dir(run_dir, resume)  # only the chief writes the run folder
+    chief = run_dir == final_dir  # only the chief writes the run folder (``_writing_dir``)
     datalib.report_skipped(split)
     train_rows, val_rows = datalib.split_validation(split, settings["validation_split"], seed,
                                                     settings["validation_block"])
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)  # weights' initialisation and dropout
     batch_size = settings["batch_size"]
+    # A resumed run goes on with the epoch its backup holds: the stream (order, augmentation) of epoch e
+    # is a function of (seed, e), so it sees the batches an uninterrupted run would.
+    first_epoch = backed_up_epochs(run_dir / BACKUP_DIR) if resume else 0
     train_data = datalib.make_dataset(
-        split, batch_size, shuffle=True, seed=seed, augmenter=datalib.make_augmenter(settings["augmentation"], seed),
-        repeat=True, rows=train_rows,  # one iterator for all epochs (steps_per_epoch below)
+        split, batch_size, shuffle=True, seed=seed, augmenter=make_augmenter(settings["augmentation"]),
+        repeat=True, rows=train_rows, first_epoch=first_epoch,  # one iterator for all epochs (steps_per_epoch below)
     )
     if strategy is not None:
         train_data = distribution.shard_batches(train_data)
@@ -236,11 +249,13 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
         datalib.relabel(test_split, split.class_names)
         return datalib.make_dataset(test_split, evaluation_batch)
 
-    statistics_data = None
-    if settings["precise_bn_batches"]:
-        statistics_data = datalib.make_dataset(split, batch_size, shuffle=True, seed=seed + 1, rows=train_rows)
+    def statistics_data(epoch):
+        # Precise BN's clean batches: a stream of their own, keyed on (seed + 1, epoch) like training's.
+        return datalib.make_dataset(split, batch_size, shuffle=True, seed=seed + 1, rows=train_rows, first_epoch=epoch)
+
     evaluation = EpochEvaluation(val_data, _once(test_data) if test_listed else None,
-                                 statistics_data, settings["precise_bn_batches"])
+                                 statistics_data if settings["precise_bn_batches"] else None,
+                                 settings["precise_bn_batches"])
 
     num_classes = len(split.class_names)
     steps_per_epoch = max(len(train_rows) // batch_size, 1)
@@ -275,7 +290,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     _write_record(run_dir, record)
 
     callbacks = logging_callbacks(run_dir / HISTORY_FILE, run_dir / BACKUP_DIR, append=resume, epochs=epochs,
-                                  evaluation=evaluation, progress_bar=verbose >= 2)
+                                  evaluation=evaluation, progress_bar=verbose >= 2, first_epoch=first_epoch)
     if verbose:
         print(f"training {architecture.name} ({model.count_params():,} parameters) on {len(train_rows)} images "
               f"({len(val_rows)} for validation), {num_classes} classes, "
@@ -294,13 +309,12 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
             print(flush=True)  # end the progress bar's line before the message
         raise TrainingInterrupted(
             f"training interrupted; finished epochs are kept in {final_dir}. "
-            f"Continue with: fruitkeras train {architecture_path} --run-dir {final_dir} --resume"
+            f"Continue with: {resume_command(architecture_path, final_dir)}"
         ) from None
     finally:
         record.pop("running_pid", None)
         _write_record(run_dir, record)
     if not chief:  # the chief saves the model; this worker's folder held only its callbacks' files
-        shutil.rmtree(run_dir, ignore_errors=True)
         return final_dir
     record["finished"] = now_iso()
     record["mean_colour"] = datalib.mean_colour(split, train_rows, seed=seed)
@@ -315,6 +329,19 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     _write_record(run_dir, record)
     plot_learning_curves(run_dir / HISTORY_FILE, run_dir / CURVES_FILE, record.get("resumed", ()))
     return final_dir
+
+
+def backed_up_epochs(backup_dir):
+    """How many epochs the backup of an unfinished run holds (``keras.callbacks.BackupAndRestore``'s record)."""
+    try:
+        return int(json.loads((Path(backup_dir) / "training_metadata.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def resume_command(architecture_path, run_dir):
+    """The command that continues a run, quoted for a shell (paths may hold spaces)."""
+    return shlex.join(["fruitkeras", "train", str(architecture_path), "--run-dir", str(run_dir), "--resume"])
 
 
 def _once(make):
@@ -337,23 +364,20 @@ def _write_record(run_dir, record):
 
 def plot_learning_curves(history_path, out_path, resumed=()):
     """Write the learning curves of a run's history.csv as a PNG."""
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     figure = learning_curves_figure(pd.read_csv(history_path), Path(history_path).parent.name, resumed)
     figure.savefig(out_path, dpi=100)
-    plt.close(figure)
 
 
 def learning_curves_figure(history, name, resumed=()):
     """Loss and accuracy per epoch for training, validation and test; resumes marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = history["epoch"]
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure = Figure(figsize=(11, 4.2))
+    axes = figure.subplots(1, 2)
     for axis, metric in zip(axes, ("loss", "accuracy")):
         # The training loss is the optimised one (augmented images, label smoothing if any).
         for prefix, label in (("", "training"), ("val_", "validation"), ("test_", "test")):
@@ -363,6 +387,7 @@ def learning_curves_figure(history, name, resumed=()):
             axis.axvline(resume["after_epoch"] + 0.5, color="grey", linestyle="--", linewidth=1,
                          label="resumed" if number == 0 else None)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # a 2-epoch run has no epoch 1.5
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()

@@ -7,25 +7,21 @@ learning curves, the timestamped training log).  Every number comes from
 the functions the commands use; nothing is computed here.
 """
 
+import collections
 import os
+import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from fruitkeras.errors import FruitkerasError
-from fruitkeras.explain.report import ExplainOptions
+from fruitkeras.explain.registry import METHODS as REGISTRY, ExplainOptions
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the page phones nowhere
 
 PREDICTED = "(the predicted class)"
 FILLS = ["white", "grey", "black", "mean"]
-METHOD_LABELS = {  # page label -> fruitkeras.explain.METHODS name
-    "gradient": "gradient",
-    "SmoothGrad": "smoothgrad",
-    "gradient x input": "gradxinput",
-    "occlusion": "occlusion",
-    "Grad-CAM": "gradcam",
-    "Integrated Gradients": "integrated",
-}
+METHOD_LABELS = {method.label: method.name for method in REGISTRY}  # page label -> method name
 DEFAULT_METHODS = ["gradient", "occlusion"]
 CONCURRENT_REQUESTS = 4  # explanations run side by side: a long occlusion does not hold up other users
 MAX_UPLOAD = "50mb"  # a 6000x4000 JPEG is about 10 MB
@@ -35,6 +31,28 @@ CSS = """
 #heatmaps .thumbnail-item { aspect-ratio: auto !important; height: auto !important; }
 #heatmaps .thumbnail-item img { height: auto !important; width: 100% !important; }
 """
+
+
+class RequestFolders:
+    """A new folder in ``work_dir`` for each request's maps, keeping only the newest ``keep``.
+
+    Gradio copies a result's files into its own cache before it shows them, so
+    a finished request's folder only fills the disk; ``keep`` is far above the
+    requests that run at once, so no request loses its folder while it runs.
+    """
+
+    def __init__(self, work_dir, keep=16 * CONCURRENT_REQUESTS):
+        self.work_dir, self.keep = work_dir, keep
+        self._made = collections.deque()
+        self._lock = threading.Lock()
+
+    def new(self):
+        folder = tempfile.mkdtemp(dir=self.work_dir)
+        with self._lock:
+            self._made.append(folder)
+            while len(self._made) > self.keep:
+                shutil.rmtree(self._made.popleft(), ignore_errors=True)
+        return folder
 
 
 def status_line(result):
@@ -70,6 +88,7 @@ def build_page(inspection, work_dir):
     import gradio as gr
 
     classes = inspection.class_names
+    folders = RequestFolders(work_dir)
 
     def message(chosen, text):
         """What a request shows when it has no result: the text in the status line, the outputs emptied."""
@@ -84,7 +103,7 @@ def build_page(inspection, work_dir):
                                  progress=lambda done, total: progress((done, total), desc="occlusion", unit="positions"))
         try:
             result = inspection.explain(path, [METHOD_LABELS[m] for m in methods], options,
-                                        tempfile.mkdtemp(dir=work_dir), None if target == PREDICTED else target,
+                                        folders.new(), None if target == PREDICTED else target,
                                         name, true_class)
         except FruitkerasError as error:
             return message(chosen, f"**Error:** {str(error).replace(str(path), name)}")
@@ -194,12 +213,25 @@ def build_page(inspection, work_dir):
     return page
 
 
+def check_port_free(host, port):
+    """A one-line error when ``host:port`` cannot be listened on (taken, or not this machine's address)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise FruitkerasError(f"cannot serve on {host}:{port} ({error.strerror or error}); "
+                                  "choose another port with --port") from None
+
+
 def serve(model_path, data_root=None, host="127.0.0.1", port=7860, echo=print):
     """Load the model, build the page and serve it until Ctrl-C."""
     import gradio as gr
 
     from fruitkeras.inspection import Inspection
 
+    check_port_free(host, port)  # before the model loads: Gradio's own check waits and names another option
     inspection = Inspection(model_path, data_root)
     # System fonts: the default theme fetches web fonts, which a machine without internet cannot.
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])

@@ -15,6 +15,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 TINY_ARCHITECTURE = REPO / "architectures" / "tiny.json"
 
+# Every part of the 77-class recipe (cosine schedule with warm-up, decoupled weight decay, label
+# smoothing, precise BN, dropout, every augmentation) on a tiny network: tiny.json uses none of them.
+RECIPE_TINY = {
+    "name": "recipe_tiny",
+    "input": {"height": 32, "width": 32},
+    "layers": [
+        {"type": "conv", "filters": 8, "kernel_size": 3, "strides": 2, "use_bias": False},
+        {"type": "batchnorm", "momentum": 0.9},
+        {"type": "activation", "activation": "relu"},
+        {"type": "maxpool", "pool_size": 2},
+        {"type": "global_avg_pool"},
+        {"type": "dense", "units": 16, "use_bias": False},
+        {"type": "batchnorm", "momentum": 0.9},
+        {"type": "activation", "activation": "relu"},
+        {"type": "dropout", "rate": 0.3},
+    ],
+    "training": {
+        "optimizer": "adamw", "learning_rate": 0.01, "weight_decay": 0.01, "schedule": "cosine", "warmup_epochs": 1,
+        "batch_size": 8, "epochs": 4, "label_smoothing": 0.1, "precise_bn_batches": 2, "validation_split": 0.2,
+        "augmentation": {"flip": True, "rotation": 0.1, "zoom": 0.2, "brightness": 0.1, "hue": 0.05,
+                         "saturation": 0.2},
+    },
+}
+
 # Each class is a coloured shape on white, the way Fruits-360 photos look.
 CLASS_COLOURS = {"cherry": (200, 20, 30), "kiwi": (90, 160, 40), "plum": (80, 30, 120)}
 
@@ -78,6 +102,13 @@ def architecture_file(tmp_path):
         return path
 
     return write
+
+
+def picture(path):
+    """(width, height, distinct colours) of a PNG: a drawn figure, not a blank or broken file."""
+    with Image.open(path) as image:
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+        return image.width, image.height, len(colours)
 
 
 def copy_run(run_dir, destination):

@@ -5,9 +5,11 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import TINY_ARCHITECTURE
+from PIL import Image
+
+from conftest import TINY_ARCHITECTURE, copy_run
 from fruitkeras.cli import main
-from fruitkeras.comparison import differences
+from fruitkeras.comparison import comparison_figure, comparison_table, differences, read_run
 from fruitkeras.training import train
 
 
@@ -34,10 +36,42 @@ def test_table_matches_the_histories_and_names_what_differs(trained_run, second_
         assert row[3] == history["epoch"].iloc[int(history["test_accuracy"].idxmax())]
         assert row.epochs == len(history)
         assert row.parameters == json.loads((folder / "run.json").read_text())["parameters"]
-    assert table["differs"].tolist() == ["-", "training.learning_rate=0.05"]
+    # The second run was trained with --epochs 2 (the file says 2 as well; the first run had --epochs 3).
+    assert table["differs"].tolist() == ["-", "run.epochs=2; training.learning_rate=0.05"]
     markdown = (tmp_path / "comparison.md").read_text()
     assert markdown.startswith("| run | final test_accuracy |") and "training.learning_rate=0.05" in markdown
-    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    with Image.open(tmp_path / "comparison.png") as picture:
+        assert picture.size == (1300, 800)  # two rows (accuracy and loss) of two panels, at 100 dpi
+
+
+def test_every_run_is_drawn_within_the_axes(trained_run, second_run, tmp_path):
+    """A run whose values all lie below the others' is still in view (once, it fell under the y-limit)."""
+    low = copy_run(trained_run["run_dir"], tmp_path / "low")
+    history = pd.read_csv(low / "history.csv")
+    history["test_accuracy"] = [0.21, 0.25, 0.3]
+    history.to_csv(low / "history.csv", index=False)
+    runs = [read_run(folder) for folder in (trained_run["run_dir"], second_run, low)]
+    figure = comparison_figure(runs, "test_accuracy")
+    accuracy_axes = [axis for axis in figure.axes if axis.get_ylabel() == "test_accuracy"]
+    assert len(accuracy_axes) == 2
+    for axis in accuracy_axes:
+        lines = axis.get_lines()
+        assert len(lines) == 3
+        bottom, top = axis.get_ylim()
+        for line in lines:
+            assert bottom <= min(line.get_ydata()) and max(line.get_ydata()) <= top
+
+
+def test_differs_names_data_classes_epochs_and_sample_limit(trained_run, tmp_path):
+    from conftest import CLASS_COLOURS, make_image_folders
+
+    two_classes = make_image_folders(tmp_path / "two", classes=dict(list(CLASS_COLOURS.items())[:2]))
+    other = train(TINY_ARCHITECTURE, data=str(two_classes), run_dir=tmp_path / "other", epochs=1, limit_per_class=5,
+                  verbose=0)
+    table = comparison_table([read_run(trained_run["run_dir"]), read_run(other)], "test_accuracy")
+    assert table["differs"].iloc[0] == "-"
+    assert table["differs"].iloc[1] == (f"run.classes=2; run.data={json.dumps(str(two_classes))}; run.epochs=1; "
+                                        "run.limit_per_class=5")
 
 
 def test_differences_are_against_the_most_common_value():

@@ -8,8 +8,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from conftest import picture
 from fruitkeras.cli import main
-from fruitkeras.explain import METHODS, gradient_saliency, occlusion, smoothgrad
+from fruitkeras.explain import METHODS
+from fruitkeras.explain.gradient import gradient_saliency
+from fruitkeras.explain.occlusion import occlusion
+from fruitkeras.explain.smoothgrad import smoothgrad
 from fruitkeras.explain.gradient import loss_gradients, reduce_channels
 from fruitkeras.explain.occlusion import parse_fill, positions_touching
 from fruitkeras.explain.targets import losses
@@ -55,17 +59,18 @@ def loss_of(model, image, label):
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_every_method_has_the_same_shape(name):
+def test_every_method_has_the_same_signature_and_explains_the_label_it_is_given(name):
     model = smooth_model()
     images = random_images(3)
-    options = {"samples": 4} if name == "smoothgrad" else {"batch_size": 32} if name == "occlusion" else {}
-    if name == "occlusion":
-        options["patch"] = 3
+    options = {"samples": 4} if name == "smoothgrad" else {"batch_size": 32, "patch": 3} if name == "occlusion" else {}
+    predicted = model(images, training=False).numpy().argmax(axis=1)
     heatmaps = METHODS[name](model, images, None, **options)
-    assert heatmaps.shape == (3, 12, 12)
-    assert np.isfinite(heatmaps).all()
-    labelled = METHODS[name](model, images, [1, 1, 1], **options)
-    assert labelled.shape == (3, 12, 12)
+    assert heatmaps.shape == (3, 12, 12) and heatmaps.dtype == np.float32
+    assert np.isfinite(heatmaps).all() and (np.ptp(heatmaps, axis=(1, 2)) > 0).all()  # not constant
+    # labels=None explains the predicted classes; another class gets another map.
+    np.testing.assert_allclose(heatmaps, METHODS[name](model, images, predicted, **options), rtol=1e-5, atol=1e-7)
+    other = (predicted + 1) % 3
+    assert not np.allclose(heatmaps, METHODS[name](model, images, other, **options))
 
 
 def test_gradient_matches_finite_differences():
@@ -176,6 +181,45 @@ def test_stride_gives_a_coarse_map_of_full_size():
     np.testing.assert_allclose(coarse[8:12, 0:4], fine[10, 2], atol=1e-5)
 
 
+def cell_centre(pixel, stride, length):
+    """The centre of the stride cell holding ``pixel``; the last cell is cut at the edge."""
+    start = pixel // stride * stride
+    return start + (np.minimum(start + stride, length) - start) // 2
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_every_stride_maps_every_pixel_to_its_cells_centre(incremental):
+    """Strides 1 to 20 on a 23x19 image (most leave a partial cell at the edge) against the definition,
+    one position at a time."""
+    height, width = 23, 19
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([
+        keras.Input((height, width, 3)),
+        keras.layers.Conv2D(4, 3, padding="same", activation="tanh"),
+        keras.layers.AveragePooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    image = np.random.default_rng(1).random((1, height, width, 3)).astype(np.float32)
+    reference = naive_occlusion(model, image[0], 2, 5, 0.0)
+    rows, columns = np.arange(height), np.arange(width)
+    for stride in range(1, 20):
+        heatmap = occlusion(model, image, [2], patch=5, stride=stride, fill="black", incremental=incremental)[0]
+        assert heatmap.shape == (height, width), stride
+        expected = reference[np.ix_(cell_centre(rows, stride, height), cell_centre(columns, stride, width))]
+        np.testing.assert_allclose(heatmap, expected, atol=1e-5, err_msg=f"stride {stride}")
+    with pytest.raises(ValueError, match="does not fit the 23x19 images"):
+        occlusion(model, image, [2], patch=5, stride=20)
+
+
+@pytest.mark.parametrize("patch", [0, 20, 1000])
+def test_a_patch_larger_than_the_image_is_refused(patch):
+    model = smooth_model()
+    with pytest.raises(ValueError, match=f"--patch {patch} does not fit the 12x12 images the model takes: "
+                                         "choose 1 to 12"):
+        occlusion(model, random_images(1), [0], patch=patch)
+
+
 @pytest.mark.parametrize("patch", [1, 2, 3, 4, 10])
 def test_positions_touching_matches_patch_placement(patch):
     mask = np.random.default_rng(patch).random((13, 11)) > 0.93
@@ -254,7 +298,8 @@ def test_cli_writes_figures_and_maps(trained_run, runner, tmp_path):
         for stem in ("red", "grey", "clear"):
             heatmap = np.load(only(out, f"{stem}_{method}-*.npy"))
             assert heatmap.shape == (32, 32) and np.isfinite(heatmap).all()
-            assert only(out, f"{stem}_{method}-*.png").stat().st_size > 5000
+            width, height, colours = picture(only(out, f"{stem}_{method}-*.png"))
+            assert width > 2 * height and colours > 100  # three panels: photo, heatmap with its scale, overlay
         assert only(out, f"grid_{method}-*.png").exists()
         assert re.search(rf"^{method}: 3 image\(s\) in [0-9.]+ s \([0-9.]+ s per image\)$", result.output, re.M)
     # Each image's prediction and the class explained are printed.
@@ -325,6 +370,8 @@ def test_cli_uses_newest_run_by_default(trained_run, runner, tmp_path, monkeypat
         (["--method", "gradcam", "--layer", "99"], "--layer must be between 1 and"),
         (["--method", "gradcam", "--layer", "5"], "has no spatial feature maps"),
         (["--model", "nowhere"], "no such model file"),
+        (["--method", "occlusion", "--patch", "1000"], "--patch 1000 does not fit the 32x32 images"),
+        (["--method", "occlusion", "--stride", "40"], "--stride 40 does not fit the 32x32 images"),
     ],
 )
 def test_cli_bad_options_are_one_line(trained_run, runner, tmp_path, extra, message):

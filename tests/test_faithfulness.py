@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fruitkeras.cli import main
-from fruitkeras.explain import gradient_saliency
+from fruitkeras.explain.gradient import gradient_saliency
 from fruitkeras.explain.faithfulness import (deletion_insertion, randomisation_correlations, randomised_copy,
                                              spearman, weighted_layers)
 
@@ -73,11 +73,27 @@ def test_randomised_copy_changes_only_the_top_layers():
     np.testing.assert_array_equal(model.layers[2].kernel, original_top)  # the original is untouched
 
 
-def test_cli_metrics_prints_every_method(trained_run, runner, tmp_path):
-    image = next((trained_run["data"] / "Test" / "kiwi").iterdir())
+def test_cli_metrics_prints_the_scores_of_the_maps_it_wrote(trained_run, runner, tmp_path):
+    """The printed numbers are the metrics of the written maps, recomputed here from the .npy files."""
+    import re
+
+    from fruitkeras.data import load_image
+    from fruitkeras.runs import load_model
+
+    image = sorted((trained_run["data"] / "Test" / "kiwi").iterdir())[0]
     result = runner.invoke(main, ["explain", str(image), "--model", str(trained_run["run_dir"]), "--method", "gradient",
                                   "--method", "integrated", "--metrics", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
+    model, metadata = load_model(trained_run["model"])
+    photo = load_image(image, (32, 32))[None]
+    label = int(model.predict(photo, verbose=0).argmax())
     for method in ("gradient", "integrated"):
         line = next(line for line in result.output.splitlines() if line.strip().startswith(method + " "))
-        assert "deletion 0." in line and "insertion " in line and "randomised top " in line
+        found = re.search(r"deletion ([0-9.]+)  insertion ([0-9.]+)  randomised top ([-+][0-9.]+) / all ([-+][0-9.]+)",
+                          line)
+        assert found, line
+        heatmap = np.load(next(tmp_path.glob(f"{image.stem}_{method}-*.npy")))
+        (deletion, insertion, _, _), = deletion_insertion(model, photo, heatmap[None], [label], fill=(1.0, 1.0, 1.0))
+        assert float(found[1]) == pytest.approx(deletion, abs=6e-4)
+        assert float(found[2]) == pytest.approx(insertion, abs=6e-4)
+        assert -1 <= float(found[3]) <= 1 and -1 <= float(found[4]) <= 1

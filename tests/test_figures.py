@@ -78,3 +78,43 @@ def test_every_option_of_every_command_has_help_text():
         for parameter in command.params:
             if parameter.param_type_name == "option":
                 assert parameter.help, f"fruitkeras {name} {parameter.opts[0]} has no help text"
+
+
+def overlay_pixels(figure):
+    """The RGBA of the overlay panel's tint layer (the third panel's second image)."""
+    return np.asarray(figure.axes[2].get_images()[1].get_array())
+
+
+def test_a_signed_map_is_overlaid_in_its_own_red_and_blue():
+    """Integrated Gradients' map is red (for the class) and blue (against); its overlay too, not another colour map."""
+    image = np.ones((20, 20, 3), np.float32)
+    heatmap = np.zeros((20, 20), np.float32)
+    heatmap[2:6, 2:6], heatmap[12:16, 12:16] = 1.0, -1.0
+    tint = overlay_pixels(explanation_figure([image], [heatmap], ["t"], "integrated"))
+    red, blue = tint[3, 3], tint[13, 13]
+    assert red[0] > 2 * red[2] and blue[2] > 2 * blue[0]
+    assert red[3] > 0.5 and blue[3] > 0.5 and tint[10, 0, 3] == 0  # zero effect stays transparent
+
+
+def test_a_few_extreme_pixels_do_not_wash_out_the_overlay():
+    """Gradient maps are heavy-tailed: full strength starts at the 99th percentile, not at the maximum."""
+    rng = np.random.default_rng(0)
+    heatmap = rng.exponential(1.0, size=(50, 50)).astype(np.float32)
+    heatmap[0, 0] = 1000.0  # one extreme pixel
+    tint = overlay_pixels(explanation_figure([np.ones((50, 50, 3), np.float32)], [heatmap], ["t"], "gradient"))
+    assert np.median(tint[..., 3]) > 0.1  # the bulk of the map is visible
+    assert np.isclose(tint[..., 3].max(), 0.75)
+
+
+def test_file_names_the_font_cannot_draw_give_no_boxes_and_no_warnings(tmp_path):
+    import warnings
+
+    from fruitkeras.explain.drawing import save_figure
+
+    title = "苹果🍎_1.jpg: Apple (99.0%)\nexplaining 'Äpfel'"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a "Glyph missing" warning would fail here
+        figure = explanation_figure([np.ones((8, 8, 3), np.float32)], [np.eye(8, dtype=np.float32)], [title], "gradient")
+        save_figure(figure, tmp_path / "figure.png")
+    shown = figure.axes[0].get_title()
+    assert shown.startswith("???_1.jpg: Apple (99.0%)") and "'Äpfel'" in shown

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fruitkeras.architecture import build_model, parse_architecture
-from fruitkeras.explain import occlusion
+from fruitkeras.explain.occlusion import occlusion
 from fruitkeras.explain.incremental import IncrementalOcclusionEngine, plan
 from fruitkeras.layers import BatchNorm
 

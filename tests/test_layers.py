@@ -70,14 +70,19 @@ def test_training_changes_moving_statistics_by_momentum():
     np.testing.assert_allclose(layer.moving_variance.numpy(), 0.75 + 0.25 * x.var(axis=(0, 1, 2)), rtol=1e-4)
 
 
-def test_batch_stats_at_inference_uses_the_batch_without_updating():
+def test_batch_statistics_inference_uses_the_batch_without_updating():
+    from fruitkeras.forward import run_layers
+
     x = feature_maps()
     layer = BatchNorm(epsilon=1e-6)
     layer.build(x.shape)
-    layer.batch_stats_at_inference = True
-    y = np.asarray(layer(x, training=False))
+    y = np.asarray(run_layers([layer], x, batch_statistics=True))
     np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
     np.testing.assert_array_equal(layer.moving_mean.numpy(), np.zeros(4))
+    np.testing.assert_array_equal(layer.moving_variance.numpy(), np.ones(4))
+    # Without the flag: the moving statistics (0 and 1), whatever ran before.
+    np.testing.assert_allclose(run_layers([layer], x), x / np.sqrt(1 + 1e-6), rtol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(16, 6, 6, 4), (32, 4)])
@@ -108,9 +113,14 @@ def test_gradients_match_keras_batch_normalization():
         np.testing.assert_allclose(ours, reference, rtol=1e-3, atol=1e-4)
 
 
-def test_after_dense_layers():
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5), BatchNorm(), keras.layers.Dense(2)])
-    assert model(np.ones((3, 6), "float32"), training=True).shape == (3, 2)
+def test_after_dense_layers_normalises_each_unit_over_the_batch():
+    """(N, C) inputs: statistics over the batch axis alone, as Keras's own layer computes them."""
+    x = feature_maps(shape=(32, 4))
+    ours, reference = BatchNorm(momentum=0.5), keras.layers.BatchNormalization(momentum=0.5)
+    np.testing.assert_allclose(ours(x, training=True), reference(x, training=True), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ours.moving_mean, reference.moving_mean, rtol=1e-5)
+    np.testing.assert_allclose(ours.moving_variance, reference.moving_variance, rtol=1e-4)
+    np.testing.assert_allclose(ours(x, training=False), reference(x, training=False), rtol=1e-4, atol=1e-4)
 
 
 def test_save_load_round_trip_gives_identical_outputs(tmp_path):

@@ -216,7 +216,7 @@ def test_predict_formats_agree_with_the_model(trained_run, runner, tmp_path):
     table = runner.invoke(main, ["predict", str(folder), "--model", str(trained_run["run_dir"]), "--top", "2"])
     assert table.exit_code == 0, table.output
     as_json = runner.invoke(main, ["predict", str(folder), "--model", str(trained_run["run_dir"]), "--format", "json"])
-    rows = json.loads(as_json.output)
+    rows = json.loads(as_json.stdout)  # the model used is named on stderr
     model, metadata = load_model(trained_run["model"])
     images = sorted(folder.iterdir())
     assert [row["image"] for row in rows] == [str(p) for p in images]
@@ -227,7 +227,7 @@ def test_predict_formats_agree_with_the_model(trained_run, runner, tmp_path):
         assert len(row["top"]) == 3
         assert f"{row['image']}: {row['top'][0]['class']} (" in table.output
     as_csv = runner.invoke(main, ["predict", str(images[0]), "--model", str(trained_run["run_dir"]), "--format", "csv"])
-    assert as_csv.output.splitlines()[0] == "image,rank,class,probability" and len(as_csv.output.splitlines()) == 4
+    assert as_csv.stdout.splitlines()[0] == "image,rank,class,probability" and len(as_csv.stdout.splitlines()) == 4
 
 
 def test_predict_bad_input(trained_run, runner, tmp_path):

@@ -1,10 +1,12 @@
-"""The shipped model on real Fruits-360 photos (../shared/data beside the repository).
+"""The shipped model, on real Fruits-360 photos and on the bundled samples.
 
-Skipped, with the reason shown, where that folder is absent.
+The 77-class set is found through $FRUITKERAS_DATA (when it names that set),
+else ../shared/data/fruits-360-77class beside the repository; the tests that
+need it are skipped, saying which variable to set, where neither exists.
+The others need only the repository.
 """
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -12,25 +14,43 @@ import pytest
 
 from fruitkeras import data as datalib
 from fruitkeras.cli import main
-from fruitkeras.explain import gradient_saliency, integrated_gradients, occlusion
+from fruitkeras.explain.gradient import gradient_saliency
+from fruitkeras.explain.integrated_gradients import integrated_gradients
+from fruitkeras.explain.occlusion import occlusion
 from fruitkeras.explain.occlusion import positions_touching
 from fruitkeras.explain.targets import losses, scores_from
 from fruitkeras.runs import load_model
 
 REPO = Path(__file__).resolve().parent.parent
-REAL_DATA = REPO.parent / "shared" / "data" / "fruits-360-77class"
 SHIPPED_RUN = REPO / "runs" / "fruits77-vgg_small"
 
-pytestmark = pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real photos not found at {REAL_DATA}")
+
+def find_benchmark_data():
+    """The 77-class set: $FRUITKERAS_DATA when its Training/ has the shipped model's classes, else beside the repo."""
+    import os
+
+    classes = json.loads((SHIPPED_RUN / "run.json").read_text())["class_names"]
+    for candidate in (os.environ.get(datalib.DATA_ENV), REPO.parent / "shared" / "data" / "fruits-360-77class"):
+        if candidate and (Path(candidate) / "Training").is_dir():
+            if sorted(p.name for p in (Path(candidate) / "Training").iterdir() if p.is_dir()) == sorted(classes):
+                return Path(candidate)
+    return None
 
 
-def test_shipped_model_reaches_99_percent_through_fruitkeras_eval(runner, tmp_path):
+REAL_DATA = find_benchmark_data()
+needs_data = pytest.mark.skipif(REAL_DATA is None, reason=(
+    f"the 77-class Fruits-360 set was not found: set {datalib.DATA_ENV} to its folder (the one holding Training/ "
+    "and Test/) or put it at ../shared/data/fruits-360-77class"))
+
+
+@needs_data
+def test_shipped_model_reaches_99_5_percent_through_fruitkeras_eval(runner, tmp_path):
     result = runner.invoke(main, ["eval", str(SHIPPED_RUN), "--data", str(REAL_DATA), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "test_metrics.json").read_text())
     assert metrics["images"] == 12231 and metrics["batch_norm"] == "moving statistics"
-    assert metrics["accuracy"] >= 0.99, f"test accuracy {metrics['accuracy']:.4f}"
-    assert re.search(r"test accuracy: 0\.99[0-9]{2} \(", result.output)
+    assert metrics["accuracy"] >= 0.995, f"test accuracy {metrics['accuracy']:.4f}"
+    assert f"test accuracy: {metrics['accuracy']:.4f} (" in result.output
 
 
 def test_shipped_log_has_test_accuracy_for_every_epoch():
@@ -43,6 +63,7 @@ def test_shipped_log_has_test_accuracy_for_every_epoch():
     assert last_three.max() - last_three.min() <= 0.005
 
 
+@needs_data
 def test_both_explanation_methods_on_a_real_photo_point_at_the_fruit():
     model, metadata = load_model(SHIPPED_RUN / "model.keras")
     path = sorted((REAL_DATA / "Test" / "Mango Red").iterdir())[0]

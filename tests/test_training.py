@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY_ARCHITECTURE, copy_run
+from conftest import TINY_ARCHITECTURE, copy_run, picture
 from fruitkeras.cli import main
 from fruitkeras.errors import TrainingInterrupted
 from fruitkeras.runs import load_model
@@ -62,7 +62,8 @@ def test_eval_prints_accuracy_and_writes_reports(trained_run, runner, tmp_path):
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx(np.trace(confusion.to_numpy()) / 15)
     assert f"test accuracy: {metrics['accuracy']:.4f}" in result.output
-    assert (out / "confusion_matrix.png").stat().st_size > 1000
+    assert picture(out / "confusion_matrix.png")[:2] == (760, 400)  # matrix and bars side by side, at 100 dpi
+    assert picture(out / "confusion_matrix.png")[2] > 50
 
 
 def test_eval_accuracy_matches_keras_evaluate(trained_run, runner, tmp_path):
@@ -80,11 +81,62 @@ def test_eval_accuracy_matches_keras_evaluate(trained_run, runner, tmp_path):
     assert ours["loss"] == pytest.approx(loss, rel=1e-3, abs=1e-5)
 
 
-def test_eval_bn_train_mode_runs(trained_run, runner, tmp_path):
-    result = runner.invoke(main, ["eval", str(trained_run["run_dir"]), "--data", str(trained_run["data"]), "--out", str(tmp_path), "--bn-train-mode"])
+def batch_statistics_reference(model, images):
+    """Probabilities with every BatchNorm normalising by the batch's own statistics, through TensorFlow's
+    own moments and batch normalisation (the reference; the package never uses them)."""
+    import tensorflow as tf
+
+    from fruitkeras.layers import BatchNorm
+
+    features = tf.constant(images)
+    for layer in model.layers:
+        if isinstance(layer, BatchNorm):
+            mean, variance = tf.nn.moments(features, axes=list(range(len(features.shape) - 1)))
+            features = tf.nn.batch_normalization(features, mean, variance, layer.beta, layer.gamma, layer.epsilon)
+        else:
+            features = layer(features, training=False)
+    return features.numpy()
+
+
+def test_bn_train_mode_computes_batch_statistics_whatever_ran_before(trained_run):
+    """The mode is part of the call: normal, batch-statistics and normal again in one process, both orders."""
+    from fruitkeras import data as datalib
+    from fruitkeras.evaluation import evaluate
+
+    model, metadata = load_model(trained_run["model"])
+    split = datalib.read_split(trained_run["data"] / "Test", (32, 32))  # 15 images: one batch of 64
+    order = np.random.default_rng(0).permutation(len(split))  # as evaluate shuffles for this mode
+    images = split.images[order].astype(np.float32) / 255
+    moving = model.predict(images, verbose=0)
+    batch = batch_statistics_reference(model, images)
+    assert np.abs(moving - batch).max() > 1e-3  # the two modes differ on this model
+    for modes in ([False, True, False], [True, False, True]):
+        fresh, _ = load_model(trained_run["model"])
+        for mode in modes:
+            probabilities = evaluate(fresh, metadata, trained_run["data"], bn_train_mode=mode).probabilities
+            np.testing.assert_allclose(probabilities, batch if mode else moving[np.argsort(order)], atol=1e-5)
+
+
+def test_eval_bn_train_mode_keeps_the_standard_report(trained_run, runner, tmp_path):
+    run_dir = copy_run(trained_run["run_dir"], tmp_path / "run")
+    standard = runner.invoke(main, ["eval", str(run_dir), "--data", str(trained_run["data"])])
+    assert standard.exit_code == 0, standard.output
+    kept = {name: (run_dir / name).read_bytes() for name in ("test_metrics.json", "test_per_class.csv",
+                                                             "confusion_matrix.csv", "test_mistakes.csv")}
+    result = runner.invoke(main, ["eval", str(run_dir), "--data", str(trained_run["data"]), "--bn-train-mode"])
     assert result.exit_code == 0, result.output
     assert "[batch statistics]" in result.output
-    assert json.loads((tmp_path / "test_metrics.json").read_text())["batch_norm"] == "batch statistics"
+    for name, content in kept.items():
+        assert (run_dir / name).read_bytes() == content, name
+    other = json.loads((run_dir / "test_metrics-batch-statistics.json").read_text())
+    assert other["batch_norm"] == "batch statistics"
+    for name in ("test_per_class", "confusion_matrix", "test_mistakes"):
+        assert (run_dir / f"{name}-batch-statistics.csv").is_file()
+    assert json.loads(kept["test_metrics.json"])["batch_norm"] == "moving statistics"
+    from fruitkeras.runs import describe_runs
+
+    row = describe_runs(tmp_path)[0]
+    assert row["test_accuracy"] == json.loads(kept["test_metrics.json"])["accuracy"]
 
 
 def test_interrupted_training_resumes_without_losing_epochs(image_folders, runner, tmp_path):
@@ -182,3 +234,23 @@ def test_help_has_examples(runner):
     for command in ("train", "eval", "explain"):
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0 and "Examples:" in result.output
+
+
+def test_non_square_inputs_train_predict_and_explain(image_folders, architecture_file, runner, tmp_path):
+    """A 24x40 input: the data, the model, every explanation method and the occlusion grid keep height != width."""
+    source = json.loads(TINY_ARCHITECTURE.read_text())
+    source["input"] = {"height": 24, "width": 40}
+    run_dir = train(architecture_file(source, "wide.json"), data=str(image_folders), run_dir=tmp_path / "wide",
+                    epochs=1, verbose=0)
+    model, metadata = load_model(run_dir / "model.keras")
+    assert metadata["input_size"] == [24, 40] and model.input_shape == (None, 24, 40, 3)
+    image = next((image_folders / "Test" / "plum").iterdir())
+    out = tmp_path / "maps"
+    result = runner.invoke(main, ["explain", str(image), "--model", str(run_dir), "--method", "all", "--stride", "3",
+                                  "--patch", "5", "--samples", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for method in ("gradient", "smoothgrad", "gradxinput", "occlusion", "gradcam", "integrated"):
+        assert np.load(next(out.glob(f"*_{method}-*.npy"))).shape == (24, 40), method
+    predicted = runner.invoke(main, ["predict", str(image), "--model", str(run_dir), "--format", "json"])
+    assert predicted.exit_code == 0, predicted.output
+    assert len(json.loads(predicted.stdout)[0]["top"]) == 3

@@ -7,19 +7,19 @@ Every method has the same shape::
 ``images`` is float32 (N, H, W, 3) in [0, 1] as ``fruitkeras.data.load_image``
 gives, ``labels`` the class indices to explain (None: the predicted ones), and
 the result float32 (N, H, W).  Batch-norm layers always run in inference mode.
-Drawing lives in ``drawing``; nothing here plots.
+
+One module a method (``gradient``, ``smoothgrad``, ``occlusion``, ``gradcam``,
+``integrated_gradients``), listed once in ``registry``; drawing lives in
+``drawing``, the faithfulness metrics beside the methods in ``faithfulness``;
+nothing here plots.  Importing this package imports no TensorFlow (the
+command line reads the registry for its ``--help``); ``METHODS``, the
+registry's name -> function, loads the modules on first use.
 """
 
-from fruitkeras.explain.gradcam import gradcam
-from fruitkeras.explain.gradient import gradient_saliency, gradient_x_input, smoothgrad
-from fruitkeras.explain.integrated_gradients import integrated_gradients
-from fruitkeras.explain.occlusion import occlusion
 
-METHODS = {
-    "gradient": gradient_saliency,
-    "smoothgrad": smoothgrad,
-    "gradxinput": gradient_x_input,
-    "occlusion": occlusion,
-    "gradcam": gradcam,
-    "integrated": integrated_gradients,
-}
+def __getattr__(name):
+    if name == "METHODS":
+        from fruitkeras.explain.registry import METHODS as REGISTRY
+
+        return {method.name: method.load() for method in REGISTRY}
+    raise AttributeError(f"module 'fruitkeras.explain' has no attribute '{name}'")

@@ -7,6 +7,7 @@ as the photo itself.  Maps with values on both sides of 0 (``--delta``) get a
 diverging colour map centred on 0.
 """
 
+import functools
 import textwrap
 
 import matplotlib
@@ -16,21 +17,42 @@ from matplotlib.figure import Figure
 TITLE_WIDTH = 44  # characters that fit over one panel at fontsize 9
 COLORMAP = "inferno"  # perceptually uniform, readable in greyscale print
 DIVERGING = "RdBu_r"  # red: the loss rose, blue: it fell
-CAPTIONS = {
-    "gradient": "|d loss / d pixel|",
-    "smoothgrad": "SmoothGrad |d loss / d pixel|",
-    "gradxinput": "|gradient x input|",
-    "occlusion": "loss with patch centred here",
-    "gradcam": "Grad-CAM",
-    "integrated": "integrated gradients (red: for the class)",
-}
+
+
+OVERLAY_TOP_PERCENTILE = 99.0  # of the values above "no effect": full strength from there up
 
 
 def normalise(heatmap, reference=0.0, top=None):
-    """Strength in [0, 1] above ``reference``, for the overlay (0 where nothing changed)."""
+    """Strength in [0, 1] above ``reference``, for the overlay (0 where nothing changed).
+
+    Without a shared ``top``, full strength starts at the 99th percentile of the
+    values above the reference, not at the maximum: gradient maps are
+    heavy-tailed, and a few extreme pixels would leave the rest of the overlay
+    nearly transparent.
+    """
     above = np.maximum(np.asarray(heatmap, dtype=np.float64) - reference, 0.0)
-    top = float(above.max()) if top is None else top - reference
-    return above / top if top > 0 else np.zeros_like(above)
+    if top is None:
+        positive = above[above > 0]
+        top = float(np.percentile(positive, OVERLAY_TOP_PERCENTILE)) if positive.size else 0.0
+    else:
+        top = top - reference
+    return np.clip(above / top, 0.0, 1.0) if top > 0 else np.zeros_like(above)
+
+
+@functools.lru_cache(maxsize=1)
+def _font_characters():
+    """The code points the default font can draw."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    return frozenset(FT2Font(font_manager.findfont(font_manager.FontProperties())).get_charmap())
+
+
+def drawable(text):
+    """``text`` with the characters the font lacks (CJK, emoji in file names) as '?': no empty boxes in the
+    figure, and no "Glyph missing" warning on the terminal."""
+    characters = _font_characters()
+    return "".join(c if c == "\n" or ord(c) in characters else "?" for c in text)
 
 
 def is_diverging(heatmap, reference=0.0):
@@ -41,7 +63,8 @@ def draw_row(axes, image, heatmap, title, caption, reference=0.0, limits=None):
     original, raw, overlay = axes
     original.imshow(image, interpolation="nearest")
     # Wrapped to the panel: a long file name would run into the next panel's title.
-    original.set_title("\n".join(textwrap.fill(line, TITLE_WIDTH) for line in title.split("\n")), fontsize=9)
+    original.set_title("\n".join(textwrap.fill(line, TITLE_WIDTH) for line in drawable(title).split("\n")),
+                       fontsize=9)
     if is_diverging(heatmap, reference):
         extent = float(np.abs(heatmap).max()) if limits is None else max(abs(limits[0]), abs(limits[1]))
         shown = raw.imshow(heatmap, cmap=DIVERGING, vmin=-extent, vmax=extent, interpolation="nearest")
@@ -50,10 +73,13 @@ def draw_row(axes, image, heatmap, title, caption, reference=0.0, limits=None):
         shown = raw.imshow(heatmap, cmap=COLORMAP, vmin=low, vmax=high, interpolation="nearest")
     raw.set_title(caption, fontsize=9)
     raw.figure.colorbar(shown, ax=raw, fraction=0.046, pad=0.04)
-    # The overlay: the colour map's colour, with opacity growing with the effect.
-    strength = normalise(np.abs(heatmap) if is_diverging(heatmap, reference) else heatmap, reference,
-                         None if limits is None else limits[1])
-    tint = matplotlib.colormaps[COLORMAP](strength)
+    # The overlay: the map's own colours, with opacity growing with the effect (both signs for a diverging map).
+    if is_diverging(heatmap, reference):
+        strength = normalise(np.abs(heatmap), 0.0, None if limits is None else max(abs(limits[0]), abs(limits[1])))
+        tint = matplotlib.colormaps[DIVERGING](0.5 + 0.5 * np.sign(heatmap) * strength)
+    else:
+        strength = normalise(heatmap, reference, None if limits is None else limits[1])
+        tint = matplotlib.colormaps[COLORMAP](strength)
     tint[..., 3] = 0.75 * strength
     overlay.imshow(image, interpolation="nearest")
     overlay.imshow(tint, interpolation="nearest")
@@ -63,13 +89,12 @@ def draw_row(axes, image, heatmap, title, caption, reference=0.0, limits=None):
         axis.set_yticks([])
 
 
-def explanation_figure(images, heatmaps, titles, method, caption=None, references=None, shared_scale=False):
-    """One row per image; returns the matplotlib Figure.
+def explanation_figure(images, heatmaps, titles, caption, references=None, shared_scale=False):
+    """One row per image, ``caption`` over each map; returns the matplotlib Figure.
 
     ``shared_scale``: every row uses one colour scale (the grid's lowest and
     highest values), so rows can be compared by colour.
     """
-    caption = caption or CAPTIONS.get(method, method)
     references = references if references is not None else [0.0] * len(images)
     limits = None
     if shared_scale:

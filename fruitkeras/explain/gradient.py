@@ -1,14 +1,14 @@
 """Gradient maps: how the loss changes with each input pixel (tf.GradientTape).
 
-``gradient_saliency`` is the plain gradient, ``smoothgrad`` averages it over
-noisy copies of the image (Smilkov et al. 2017), ``gradient_x_input`` weighs
-it by the pixel values.  Channels are reduced by max |.| or the L2 norm.
+``gradient_saliency`` is the plain gradient, ``gradient_x_input`` weighs it
+by the pixel values (``smoothgrad.py`` averages either over noisy copies).  Channels are reduced by max |.| or the L2 norm.
 """
 
 import numpy as np
 import tensorflow as tf
 
 from fruitkeras.explain.targets import loss_function, resolve_labels
+from fruitkeras.forward import compiled
 
 REDUCTIONS = ("max", "l2")
 
@@ -23,11 +23,13 @@ def reduce_channels(values, reduce="max"):
 
 
 def loss_gradient_function(model):
-    """A compiled f(images, labels) -> d loss / d images."""
+    """The compiled f(images, labels) -> d loss / d images, made once per model."""
+    return compiled(model, "loss_gradients", _loss_gradients_of)
 
+
+def _loss_gradients_of(model):
     loss = loss_function(model)
 
-    @tf.function(reduce_retracing=True)
     def gradients(images, labels):
         with tf.GradientTape() as tape:
             tape.watch(images)
@@ -61,17 +63,3 @@ def gradient_x_input(model, images, labels=None, reduce="max", batch_size=32):
     labels = resolve_labels(model, images, labels)
     images = np.asarray(images, dtype=np.float32)
     return reduce_channels(loss_gradients(model, images, labels, batch_size) * images, reduce)
-
-
-def smoothgrad(model, images, labels=None, samples=25, noise=0.15, reduce="max", seed=0):
-    """Mean saliency over ``samples`` copies with Gaussian noise of std ``noise`` (pixel range is 1)."""
-    labels = resolve_labels(model, images, labels)
-    images = np.asarray(images, dtype=np.float32)
-    rng = np.random.default_rng(seed)
-    gradients = loss_gradient_function(model)
-    maps = []
-    for image, label in zip(images, labels):
-        noisy = image[None] + rng.normal(0.0, noise, size=(samples, *image.shape)).astype(np.float32)
-        grads = gradients(tf.constant(noisy), tf.fill((samples,), label)).numpy()
-        maps.append(reduce_channels(grads, reduce).mean(axis=0))
-    return np.stack(maps)

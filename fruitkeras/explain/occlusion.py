@@ -13,13 +13,11 @@ here computes every occluded copy in full, for models the shortcut cannot
 take and as the reference the shortcut is tested against.
 """
 
-import threading
-import weakref
-
 import numpy as np
 import tensorflow as tf
 
 from fruitkeras.explain.targets import loss_function, losses, resolve_labels
+from fruitkeras.forward import kept_object
 
 NAMED_FILLS = {"white": (1.0, 1.0, 1.0), "grey": (0.5, 0.5, 0.5), "black": (0.0, 0.0, 0.0)}
 DEFAULT_FILL = "white"  # the Fruits-360 background; README "Occlusion fill" has the measurement
@@ -44,8 +42,24 @@ def parse_fill(text, mean_colour=None, what="fill"):
 
 
 def grid(length, stride):
-    """Patch centres along one axis: the middle of each stride-sized cell."""
-    return np.arange(stride // 2, length, stride, dtype=np.int32)
+    """Patch centres along one axis: the middle of each stride-sized cell, the last cell cut at the edge.
+
+    Cell k covers pixels k·stride .. min((k + 1)·stride, length) - 1, so the cells tile the whole axis
+    whatever the stride, and every pixel of the map takes its cell's value.
+    """
+    starts = np.arange(0, length, stride)
+    ends = np.minimum(starts + stride, length)
+    return (starts + (ends - starts) // 2).astype(np.int32)
+
+
+def check_geometry(patch, stride, image_size):
+    """A ValueError unless the patch and the stride fit an image of ``image_size`` (H, W): a larger patch
+    hides the whole image at every position and gives a constant map."""
+    height, width = image_size
+    for name, value in (("patch", patch), ("stride", stride)):
+        if not 1 <= value <= min(height, width):
+            raise ValueError(f"--{name} {value} does not fit the {height}x{width} images the model takes: "
+                             f"choose 1 to {min(height, width)}")
 
 
 def positions_touching(mask, patch):
@@ -125,22 +139,15 @@ def progress_counter(progress, total):
     return None
 
 
-_ENGINES = weakref.WeakKeyDictionary()  # model -> {settings: engine}: each traces its function once
-_ENGINES_LOCK = threading.Lock()  # the web page explains for several users at once
-
-
 def make_engine(model, image_size, patch, batch_size, incremental=True, xla=False):
     """The incremental engine where the model's first layers allow its shortcut, else the plain one.
 
-    Engines are kept per model and settings, so that repeated calls (a folder
-    of images, the web page) do not trace the compiled function again.
+    Engines are kept per model and settings (``fruitkeras.forward``: as long as
+    the model lives), so that repeated calls (a folder of images, the web
+    page) do not trace the compiled function again.
     """
-    key = (tuple(image_size), patch, batch_size, incremental, xla)
-    with _ENGINES_LOCK:
-        kept = _ENGINES.setdefault(model, {})
-        if key not in kept:
-            kept[key] = _new_engine(model, image_size, patch, batch_size, incremental, xla)
-        return kept[key]
+    key = ("occlusion", tuple(image_size), patch, batch_size, incremental, xla)
+    return kept_object(model, key, lambda proxy: _new_engine(proxy, image_size, patch, batch_size, incremental, xla))
 
 
 def _new_engine(model, image_size, patch, batch_size, incremental, xla):
@@ -168,9 +175,10 @@ def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL,
     loss is the unoccluded one.
     """
     images = np.asarray(images, dtype=np.float32)
+    height, width = images.shape[1:3]
+    check_geometry(patch, stride, (height, width))
     labels = resolve_labels(model, images, labels)
     fill = parse_fill(fill, mean_colour) if isinstance(fill, str) else np.asarray(fill, np.float32)
-    height, width = images.shape[1:3]
     rows, columns = grid(height, stride), grid(width, stride)
     centres = np.stack(np.meshgrid(rows, columns, indexing="ij"), axis=-1).reshape(-1, 2)
     # A small map takes a smaller batch, except with XLA: a new batch shape would be compiled again.

@@ -12,67 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from fruitkeras.errors import FruitkerasError
-from fruitkeras.explain import METHODS
 from fruitkeras.explain.drawing import explanation_figure, save_figure
 from fruitkeras.explain.gradcam import feature_layer_index
-from fruitkeras.explain.occlusion import parse_fill
+from fruitkeras.explain.occlusion import check_geometry, parse_fill
+from fruitkeras.explain.registry import METHOD, NAMES, ExplainOptions  # noqa: F401  (ExplainOptions: for callers)
 from fruitkeras.explain.targets import losses, predict
-
-ALL_METHODS = tuple(METHODS)
-
-
-@dataclass
-class ExplainOptions:
-    """Every method's options; each method takes the ones it knows (``method_options``)."""
-
-    reduce: str = "max"
-    samples: int = 25
-    noise: float = 0.15
-    patch: int = 10
-    stride: int = 1
-    fill: str = "white"
-    delta: bool = False
-    batch_size: int = 512
-    progress: object = False  # True: a terminal bar; a function(done, total): the web page's bar
-    layer: int = None  # Grad-CAM's layer (architecture numbering); None: the last convolution
-    baseline: str = "white"  # Integrated Gradients' starting image, a colour as --fill takes it
-    steps: int = 64
-    xla: bool = True  # occlusion compiled with XLA: 0.6 s more for the first map, 1.7x faster maps after
-
-    def method_options(self, method, mean_colour):
-        if method in ("gradient", "gradxinput"):
-            return {"reduce": self.reduce}
-        if method == "smoothgrad":
-            return {"reduce": self.reduce, "samples": self.samples, "noise": self.noise}
-        if method == "occlusion":
-            return {"patch": self.patch, "stride": self.stride, "fill": parse_fill(self.fill, mean_colour),
-                    "batch_size": self.batch_size, "relative": self.delta, "progress": self.progress,
-                    "xla": self.xla}
-        if method == "gradcam":
-            return {"layer": self.layer}
-        if method == "integrated":
-            return {"baseline": parse_fill(self.baseline, mean_colour, what="baseline"), "steps": self.steps}
-        raise ValueError(f"unknown method '{method}'")
-
-    def tag(self, method):
-        """The options that shape a method's map, for file names: other options, other files."""
-        if method in ("gradient", "gradxinput"):
-            return self.reduce
-        if method == "smoothgrad":
-            return f"{self.reduce}-n{self.samples}-s{self.noise:g}"
-        if method == "occlusion":
-            return f"p{self.patch}-s{self.stride}-{colour_tag(self.fill)}" + ("-delta" if self.delta else "")
-        if method == "gradcam":
-            return "last-conv" if self.layer is None else f"layer{self.layer}"
-        if method == "integrated":
-            return f"{colour_tag(self.baseline)}-n{self.steps}"
-        raise ValueError(f"unknown method '{method}'")
-
-
-def colour_tag(text):
-    """A fill or baseline as it may stand in a file name."""
-    return str(text).replace(",", "_").replace(" ", "")
-
 
 def unique_stems(paths):
     """File stems for output names; repeated stems get -2, -3, ..."""
@@ -110,10 +54,12 @@ def explain_images(model, metadata, images, paths, methods, options, label=None)
     if label is not None and label not in classes:
         raise FruitkerasError(f"unknown --label '{label}'; the model knows: {', '.join(classes)}")
     try:  # every option is checked before any work, whichever methods run
-        arguments = {method: options.method_options(method, metadata.get("mean_colour")) for method in ALL_METHODS}
+        arguments = {method: METHOD[method].options(options, metadata.get("mean_colour")) for method in NAMES}
         if "gradcam" in methods:
             feature_layer_index(model, options.layer)
-    except ValueError as error:  # a bad --fill, --baseline or --layer
+        if "occlusion" in methods:
+            check_geometry(options.patch, options.stride, metadata["input_size"])
+    except ValueError as error:  # a bad --fill, --baseline, --layer, --patch or --stride
         raise FruitkerasError(str(error)) from None
     probabilities = predict(model, images)
     predicted = probabilities.argmax(axis=1)
@@ -122,7 +68,7 @@ def explain_images(model, metadata, images, paths, methods, options, label=None)
     for method in methods:
         kwargs = arguments[method]
         started = time.perf_counter()
-        maps[method] = METHODS[method](model, images, targets, **kwargs)
+        maps[method] = METHOD[method].load()(model, images, targets, **kwargs)
         seconds[method] = time.perf_counter() - started
     return Explained(list(paths), images, classes, predicted, probabilities, targets,
                      losses(model, images, targets), maps, seconds)
@@ -130,14 +76,14 @@ def explain_images(model, metadata, images, paths, methods, options, label=None)
 
 def reference_level(method, options, explained, index):
     """The map value that means "no effect": the unoccluded loss for plain occlusion maps, else 0."""
-    if method == "occlusion" and not options.delta:
+    if METHOD[method].reference(options) == "loss":
         return float(explained.base_losses[index])
     return 0.0
 
 
 def method_suffix(options, method):
     """The method and the options that shape its map, as file names carry them."""
-    tag = options.tag(method)
+    tag = METHOD[method].tag(options)
     return f"{method}-{tag}" if tag else method
 
 
@@ -156,18 +102,18 @@ def write_explanations(explained, options, out, shared_scale=False):
     stems = unique_stems(explained.paths)
     written = []
     for method, maps in explained.maps.items():
-        caption = "loss change with patch centred here" if method == "occlusion" and options.delta else None
+        caption = METHOD[method].caption_for(options)
         references = [reference_level(method, options, explained, i) for i in range(len(maps))]
         for index, stem in enumerate(stems):
             name = output_name(explained, options, method, index, stem)
             np.save(out / f"{name}.npy", maps[index])
-            figure = explanation_figure([explained.images[index]], [maps[index]], [explained.title(index)], method,
-                                        caption, references=[references[index]])
+            figure = explanation_figure([explained.images[index]], [maps[index]], [explained.title(index)], caption,
+                                        references=[references[index]])
             save_figure(figure, out / f"{name}.png")
             written += [out / f"{name}.png", out / f"{name}.npy"]
         if len(maps) > 1:
             titles = [explained.title(i) for i in range(len(maps))]
-            figure = explanation_figure(explained.images, maps, titles, method, caption, references=references,
+            figure = explanation_figure(explained.images, maps, titles, caption, references=references,
                                         shared_scale=shared_scale)
             grid_path = out / f"grid_{method_suffix(options, method)}{'_shared' if shared_scale else ''}.png"
             save_figure(figure, grid_path)
@@ -205,11 +151,11 @@ def measure_faithfulness(model, metadata, explained, options):
     fill = parse_fill(options.fill, metadata.get("mean_colour"))
     results = {}
     for method, maps in explained.maps.items():
-        kwargs = options.method_options(method, metadata.get("mean_colour"))
+        kwargs = METHOD[method].options(options, metadata.get("mean_colour"))
         kwargs.pop("progress", None)
         kwargs.pop("xla", None)  # re-initialised models: a compilation each would cost more than it saves
         curves = deletion_insertion(model, explained.images, maps, explained.targets, fill=fill)
-        correlations = randomisation_correlations(model, METHODS[method], explained.images, explained.targets,
+        correlations = randomisation_correlations(model, METHOD[method].load(), explained.images, explained.targets,
                                                   maps=maps, **kwargs)
         results[method] = [Faithfulness(d, i, top, everything) for (d, i, _, _), top, everything
                            in zip(curves, correlations[1], correlations[None])]

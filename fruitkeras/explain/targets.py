@@ -1,7 +1,13 @@
-"""Which class an explanation is about, and the loss towards it."""
+"""Which class an explanation is about, and the loss and scores towards it.
+
+The functions here take layers, never keep the model (``fruitkeras.forward``
+caches compiled functions per model, and a kept function must not keep its model alive).
+"""
 
 import numpy as np
 import tensorflow as tf
+
+from fruitkeras.forward import compiled, probabilities_function, run_layers
 
 PROBABILITY_FLOOR = 1e-7  # as Keras's cross-entropy clips
 
@@ -14,22 +20,21 @@ def loss_function(model):
     Through the probabilities a float32 ``p_y`` of 0.99999997 rounds to 1 and
     a confident model's loss sticks at one value, flattening occlusion maps.
     """
-    last = model.layers[-1]
-    if getattr(getattr(last, "activation", None), "__name__", "") != "softmax" or not hasattr(last, "kernel"):
+    layers = list(model.layers)
+    last = layers[-1]
+    if not ends_in_softmax_dense(model):
 
         def from_probabilities(images, labels):
-            probabilities = model(images, training=False)
+            probabilities = run_layers(layers, images)
             chosen = tf.reduce_sum(probabilities * tf.one_hot(labels, tf.shape(probabilities)[-1]), axis=-1)
             return -tf.math.log(tf.maximum(chosen, PROBABILITY_FLOOR))
 
         return from_probabilities
 
-    body = model.layers[:-1]
+    body = layers[:-1]
 
     def from_logits(images, labels):
-        features = images
-        for layer in body:
-            features = layer(features, training=False)
+        features = run_layers(body, images)
         logits = tf.matmul(features, last.kernel)
         if last.use_bias:
             logits += last.bias
@@ -62,29 +67,25 @@ def scores_from(model, start=0):
     softmax Dense layer, as every fruitkeras model does; otherwise the log
     probability.  Grad-CAM and Integrated Gradients explain this score.
     """
-    layers = model.layers[start:]
+    layers = list(model.layers[start:])
     if not ends_in_softmax_dense(model):
 
         def log_probabilities(features):
-            for layer in layers:
-                features = layer(features, training=False)
-            return tf.math.log(tf.maximum(features, PROBABILITY_FLOOR))
+            return tf.math.log(tf.maximum(run_layers(layers, features), PROBABILITY_FLOOR))
 
         return log_probabilities
-    last = model.layers[-1]
+    last = layers[-1]
 
     def logits(features):
-        for layer in layers[:-1]:
-            features = layer(features, training=False)
-        result = tf.matmul(features, last.kernel)
+        result = tf.matmul(run_layers(layers[:-1], features), last.kernel)
         return result + last.bias if last.use_bias else result
 
     return logits
 
 
 def losses(model, images, labels, batch_size=64):
-    """Each image's loss towards its label, as a NumPy array (eager; for a few images)."""
-    loss = loss_function(model)
+    """Each image's loss towards its label, as a NumPy array."""
+    loss = compiled(model, "losses", loss_function)
     images = np.asarray(images, dtype=np.float32)
     labels = resolve_labels(model, images, labels)
     parts = [loss(images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(images), batch_size)]
@@ -94,7 +95,8 @@ def losses(model, images, labels, batch_size=64):
 def predict(model, images, batch_size=64):
     """Class probabilities (N, classes), batch-norm in inference mode."""
     images = np.asarray(images, dtype=np.float32)
-    parts = [model(images[i : i + batch_size], training=False) for i in range(0, len(images), batch_size)]
+    probabilities = probabilities_function(model)
+    parts = [probabilities(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
     return np.concatenate([np.asarray(part) for part in parts])
 
 

@@ -6,7 +6,7 @@ photo, then the gradient and occlusion maps for the predicted class and for
 the true class, side by side.  Computed with the same functions as
 ``fruitkeras explain``.
 
-Usage: python docs/misclassified.py runs/fruits77-vgg_small --out docs/explanations/misclassified.png
+Usage: python benchmarks/misclassified.py runs/fruits77-vgg_small --out docs/explanations/misclassified.png
 """
 
 import argparse

@@ -1,0 +1,94 @@
+"""One registry of explanation methods: the command line, the page, the files and the figures read it."""
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from fruitkeras.cli import main
+from fruitkeras.explain import METHODS
+from fruitkeras.explain.gradcam import gradcam
+from fruitkeras.explain.gradient import gradient_x_input
+from fruitkeras.explain.integrated_gradients import integrated_gradients
+from fruitkeras.explain.smoothgrad import smoothgrad
+from fruitkeras.explain.registry import METHOD, NAMES, ExplainOptions
+
+
+def test_every_front_end_offers_exactly_the_registry():
+    import click
+
+    explain = main.get_command(click.Context(main), "explain")
+    choices = next(p for p in explain.params if p.name == "methods").type.choices
+    assert tuple(choices) == NAMES + ("all",)
+    from fruitkeras.webapp import METHOD_LABELS
+
+    assert sorted(METHOD_LABELS.values()) == sorted(NAMES)
+    assert list(METHODS) == list(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_entry_gives_options_a_file_tag_and_a_caption(name):
+    method = METHOD[name]
+    options = ExplainOptions()
+    keywords = method.options(options, [1.0, 1.0, 1.0])
+    assert isinstance(keywords, dict) and method.caption
+    assert method.load() is METHODS[name]
+    assert "/" not in method.tag(options) and " " not in method.tag(options)
+
+
+def test_adding_a_method_is_one_module_and_one_line(trained_run, runner, tmp_path, monkeypatch):
+    """A new entry (here: a module-level function of the common signature) reaches the command's files and
+    figures with nothing else edited."""
+    import sys
+    import types
+
+    from fruitkeras.explain import registry
+
+    module = types.ModuleType("brightness_method")
+
+    def brightness(model, images, labels=None):
+        return np.asarray(images, np.float32).mean(axis=-1)
+
+    module.brightness = brightness
+    monkeypatch.setitem(sys.modules, "brightness_method", module)
+    entry = registry.Method("brightness", "brightness", "brightness_method:brightness", "mean brightness")
+    monkeypatch.setattr(registry, "METHOD", {**registry.METHOD, "brightness": entry})
+    from fruitkeras.explain import report
+
+    monkeypatch.setattr(report, "METHOD", registry.METHOD)
+    monkeypatch.setattr(report, "NAMES", registry.NAMES + ("brightness",))
+    from fruitkeras.runs import load_model
+
+    model, metadata = load_model(trained_run["model"])
+    image = next((trained_run["data"] / "Test" / "kiwi").iterdir())
+    explained, written = report.explain_paths(model, metadata, [image], ["brightness"], ExplainOptions(), tmp_path)
+    assert sorted(path.name for path in written) == [f"{image.stem}_brightness.npy", f"{image.stem}_brightness.png"]
+    np.testing.assert_allclose(np.load(tmp_path / f"{image.stem}_brightness.npy"), explained.images[0].mean(axis=-1))
+
+
+def small_model():
+    import keras
+
+    keras.utils.set_random_seed(2)
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 3, padding="same", activation="relu"),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+
+
+@pytest.mark.parametrize("wrapped", [gradient_x_input, gradcam, integrated_gradients])
+def test_smoothgrad_wraps_any_gradient_method(wrapped):
+    model = small_model()
+    images = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
+    plain = wrapped(model, images, [0, 2])
+    np.testing.assert_allclose(smoothgrad(model, images, [0, 2], samples=3, noise=0.0, method=wrapped), plain,
+                               rtol=1e-5, atol=1e-7)
+    noisy = smoothgrad(model, images, [0, 2], samples=4, noise=0.2, method=wrapped)
+    assert noisy.shape == plain.shape and not np.allclose(noisy, plain)
+
+
+def test_cli_smooth_option_names_the_wrapped_method(trained_run, runner, tmp_path):
+    image = next((trained_run["data"] / "Test" / "plum").iterdir())
+    result = runner.invoke(main, ["explain", str(image), "--model", str(trained_run["run_dir"]), "--method",
+                                  "smoothgrad", "--smooth", "gradcam", "--samples", "3", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / f"{image.stem}_smoothgrad-gradcam-last-activation-n3-s0.15.npy").exists()
+    refused = runner.invoke(main, ["explain", str(image), "--method", "smoothgrad", "--smooth", "occlusion"])
+    assert refused.exit_code == 2 and "'occlusion' is not one of" in refused.output
