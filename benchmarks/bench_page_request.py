@@ -25,7 +25,7 @@ sys.path.insert(0, sys.argv[1])
 from fruitkeras.cli import import_tensorflow_quietly
 import_tensorflow_quietly()
 from fruitkeras.explain.report import ExplainOptions
-from fruitkeras.inspection import Inspection
+from fruitkeras.page_service import Inspection
 inspection = Inspection(sys.argv[2])
 photos = sorted(inspection.samples.values())
 results = {}

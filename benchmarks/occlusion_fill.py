@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from fruitkeras import data as datalib  # noqa: E402
 from fruitkeras.explain.occlusion import occlusion, parse_fill, positions_touching  # noqa: E402
-from fruitkeras.explain.targets import losses  # noqa: E402
+from fruitkeras.explain.class_scores import losses  # noqa: E402
 from fruitkeras.runs import load_model  # noqa: E402
 
 CANDIDATES = ("white", "mean", "grey", "black")

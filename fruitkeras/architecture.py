@@ -167,6 +167,7 @@ class Architecture:
     layers: list  # [(type, {field: value}), ...]
     training: dict
     source: dict  # the file's JSON as read, for copying into a run
+    overrides: tuple = ()  # the --set FIELD=VALUE changes applied on top of the file
 
     @property
     def input_shape(self):
@@ -227,6 +228,62 @@ def parse_architecture(source, path):
         layers.append((kind, _check_fields(f"{path}: layer {number} ({kind})", fields, LAYER_FIELDS[kind])))
     training = _check_fields(f"{path}: training", source.get("training", {}), TRAINING_FIELDS)
     return Architecture(name, path, (size["height"], size["width"]), layers, training, source)
+
+
+def parse_override(text):
+    """``field.path=value`` from ``--set``: (the path's parts, the value as JSON, else as a string)."""
+    key, equals, raw = str(text).partition("=")
+    if not equals or not key.strip():
+        raise FruitkerasError(f"--set {text}: expected FIELD=VALUE, e.g. training.learning_rate=0.001 or "
+                              "layers.1.filters=32")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare word: adam, cosine, relu
+    return key.strip().split("."), value
+
+
+def with_overrides(architecture, overrides):
+    """The architecture with ``--set`` overrides applied to its file's JSON, validated as the file itself is.
+
+    Paths name fields as the file does; layers are numbered from 1, as in error
+    messages (``layers.3.filters=64``).  The result's ``source`` stays the file's
+    own JSON (the run copies the file); ``overrides`` are recorded beside it.
+    """
+    if not overrides:
+        return architecture
+    parsed = parse_architecture(overridden_json(architecture.source, overrides),
+                                f"{architecture.path} (with --set {' '.join(overrides)})")
+    parsed.path, parsed.source, parsed.overrides = architecture.path, architecture.source, tuple(overrides)
+    return parsed
+
+
+def overridden_json(source, overrides):
+    """A copy of an architecture file's JSON with ``--set`` overrides applied (not yet validated)."""
+    import copy
+
+    source = copy.deepcopy(source)
+    for text in overrides or ():
+        parts, value = parse_override(text)
+        node = source
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or not 1 <= int(part) <= len(node):
+                    raise FruitkerasError(f"--set {text}: {'.'.join(parts[:depth])} has layers 1 to {len(node)}")
+                index = int(part) - 1
+                if last:
+                    node[index] = value
+                else:
+                    node = node[index]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise FruitkerasError(f"--set {text}: {'.'.join(parts[:depth])} is a value, not an object")
+    return source
 
 
 def load_architecture(path):

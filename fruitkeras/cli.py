@@ -99,7 +99,7 @@ def chosen_model(run_or_model):
 
 def announce_model(path, run_or_model):
     """Name the model on stderr, so that machine-readable output on stdout stays clean."""
-    from fruitkeras.runs import RUNS_DIR
+    from fruitkeras.run_folder import RUNS_DIR
 
     how = f" (the newest finished run in {RUNS_DIR}/; --model chooses another)" if run_or_model is None else ""
     click.echo(f"model: {path}{how}", err=True)
@@ -121,6 +121,9 @@ def load_tensorflow():
 @click.option("--limit-per-class", type=click.IntRange(min=1), help="Use at most N training images per class (smoke runs).")
 @click.option("--test-eval/--no-test-eval", "test_evaluation", default=None,
               help="Log Test/ accuracy and loss after every epoch (default: on when Test/ exists).")
+@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+              help="Change a field of the architecture file for this run (repeatable): training.learning_rate=0.001, "
+                   "layers.1.filters=32; validated like the file, recorded in run.json.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
 @click.option("--quiet", is_flag=True, help="No progress bar: one line per epoch (always so when not on a terminal).")
 @click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True,
@@ -128,8 +131,8 @@ def load_tensorflow():
 @click.option("--devices", help="mirrored: the devices to use, e.g. GPU:0,GPU:1 (CPU:0,CPU:1 splits the CPU in two).")
 @click.option("--mixed-precision", is_flag=True,
               help="float16 compute on a GPU (bfloat16 elsewhere); variables and statistics stay float32.")
-def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evaluation, resume, quiet, distribute,
-          devices, mixed_precision):
+def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evaluation, overrides, resume, quiet,
+          distribute, devices, mixed_precision):
     """Train the model described by ARCHITECTURE (a JSON file).
 
     Writes model.keras, history.csv (every epoch with timestamp, seconds,
@@ -140,6 +143,7 @@ def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evalu
     Examples:
       fruitkeras train architectures/vgg_small.json --data ../shared/data/fruits-360-77class
       fruitkeras train architectures/vgg_small.json --epochs 2 --limit-per-class 20 --run-dir runs/smoke
+      fruitkeras train architectures/vgg_small.json --set training.learning_rate=0.001 --set layers.1.filters=32
       fruitkeras train architectures/vgg_small.json --run-dir runs/smoke --resume
       fruitkeras train architectures/vgg_small.json --distribute mirrored --mixed-precision
     """
@@ -151,7 +155,7 @@ def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evalu
     done = run_training(architecture, data=data, run_dir=run_dir, epochs=epochs, seed=seed,
                         limit_per_class=limit_per_class, resume=resume, test_evaluation=test_evaluation,
                         verbose=2 if sys.stdout.isatty() and not quiet else 1, distribute=distribute, devices=devices,
-                        mixed_precision=mixed_precision)
+                        mixed_precision=mixed_precision, overrides=overrides)
     click.echo(f"saved {done / 'model.keras'}; evaluate with: fruitkeras eval {shlex.quote(str(done))}")
 
 

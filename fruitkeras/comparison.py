@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fruitkeras.errors import FruitkerasError
+from fruitkeras.run_folder import ARCHITECTURE_COPY, HISTORY_FILE, RUN_FILE
 
 TABLE_FILES = ("comparison.csv", "comparison.md", "comparison.png")
 
@@ -38,9 +39,9 @@ def read_run(folder):
 
     folder = Path(folder)
     try:
-        history = pd.read_csv(folder / "history.csv")
-        record = json.loads((folder / "run.json").read_text())
-        architecture = json.loads((folder / "architecture.json").read_text())
+        history = pd.read_csv(folder / HISTORY_FILE)
+        record = json.loads((folder / RUN_FILE).read_text())
+        architecture = json.loads((folder / ARCHITECTURE_COPY).read_text())
     except FileNotFoundError as error:
         raise FruitkerasError(f"{folder}: not a run folder ({Path(error.filename).name} missing)") from None
     except (ValueError, pd.errors.ParserError) as error:
@@ -76,9 +77,12 @@ RUN_SETTINGS = {
 
 
 def run_settings(run):
-    """A run's architecture file with its run.json's data folder, class count, epochs, sample limit and seed
-    under ``run``: what ``differences`` compares."""
-    return {**run.architecture, "run": {name: read(run.record) for name, read in RUN_SETTINGS.items()}}
+    """A run's architecture file as it trained (its ``--set`` overrides applied) with its run.json's data folder,
+    class count, epochs, sample limit and seed under ``run``: what ``differences`` compares."""
+    from fruitkeras.architecture import overridden_json
+
+    trained = overridden_json(run.architecture, run.record.get("overrides"))
+    return {**trained, "run": {name: read(run.record) for name, read in RUN_SETTINGS.items()}}
 
 
 def differences(architectures):

@@ -9,12 +9,7 @@ import numpy as np
 from fruitkeras import data as datalib
 from fruitkeras.errors import FruitkerasError
 
-PER_CLASS_FILE = "test_per_class.csv"
-CONFUSION_CSV = "confusion_matrix.csv"
-CONFUSION_PNG = "confusion_matrix.png"
-METRICS_FILE = "test_metrics.json"
-MISTAKES_FILE = "test_mistakes.csv"
-BATCH_STATISTICS_SUFFIX = "-batch-statistics"  # --bn-train-mode's reports: never the standard files
+from fruitkeras.run_folder import report_files
 
 
 @dataclass
@@ -171,15 +166,6 @@ def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=F
     for path in write_report(result, out or Path(model_path).parent, model_path, data_root, bn_train_mode):
         echo(f"wrote {path}")
     return result
-
-
-def report_files(out_dir, bn_train_mode=False):
-    """The report's files: the standard names for the standard evaluation (moving statistics), which
-    ``fruitkeras runs`` and the page read; ``-batch-statistics`` ones for ``--bn-train-mode``."""
-    names = (METRICS_FILE, PER_CLASS_FILE, CONFUSION_CSV, CONFUSION_PNG, MISTAKES_FILE)
-    if bn_train_mode:
-        names = [f"{Path(name).stem}{BATCH_STATISTICS_SUFFIX}{Path(name).suffix}" for name in names]
-    return [Path(out_dir) / name for name in names]
 
 
 def check_writable(out_dir):

@@ -20,14 +20,20 @@ _COMPILED = weakref.WeakKeyDictionary()  # model -> {key: function}
 _LOCK = threading.RLock()  # the web page serves several users at once
 
 
-def run_layers(layers, features, batch_statistics=False):
+def run_layers(layers, features, batch_statistics=False, statistics=None):
     """``features`` through ``layers`` in inference mode (no dropout; BatchNorm on its moving statistics,
-    or with ``batch_statistics`` on the batch's own, leaving the moving ones as they are)."""
+    or with ``batch_statistics`` on the batch's own, leaving the moving ones as they are).
+
+    ``statistics``: a list that receives each BatchNorm's (mean, variance) of its batch, in order (precise BN).
+    """
     from fruitkeras.layers import BatchNorm
 
     for layer in layers:
         if batch_statistics and isinstance(layer, BatchNorm):
-            features = layer.normalise(features, *layer.batch_statistics(features))
+            mean, variance = layer.batch_statistics(features)
+            if statistics is not None:
+                statistics.append((mean, variance))
+            features = layer.normalise(features, mean, variance)
         else:
             features = layer(features, training=False)
     return features
@@ -61,6 +67,16 @@ def probabilities_function(model, batch_statistics=False):
     """The compiled f(images) -> class probabilities of ``model``."""
     return compiled(model, ("probabilities", batch_statistics),
                     lambda proxy: _probabilities(list(proxy.layers), batch_statistics))
+
+
+def predict(model, images, batch_size=64):
+    """Class probabilities (N, classes) of float images, batch norm in inference mode, as a NumPy array."""
+    import numpy as np
+
+    images = np.asarray(images, dtype=np.float32)
+    probabilities = probabilities_function(model)
+    parts = [probabilities(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return np.concatenate([np.asarray(part) for part in parts])
 
 
 def _probabilities(layers, batch_statistics):

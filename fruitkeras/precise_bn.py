@@ -18,23 +18,17 @@ def batchnorm_layers(model):
     return [layer for layer in model.layers if isinstance(layer, BatchNorm)]
 
 
-def _statistics(layers, images):
-    """Each BatchNorm's batch mean and variance, every layer seeing the output before it
-    normalised with those batch statistics, as in a training step (other layers in inference mode)."""
-    found = []
-    features = images
-    for layer in layers:
-        if isinstance(layer, BatchNorm):
-            mean, variance = layer.batch_statistics(features)
-            found.append((mean, variance))
-            features = layer.normalise(features, mean, variance)
-        else:
-            features = layer(features, training=False)
-    return found
-
-
 def _statistics_of(layers):
-    return lambda images: _statistics(layers, images)
+    """f(images) -> each BatchNorm's batch mean and variance, every layer seeing the output before it
+    normalised with those batch statistics, as in a training step (other layers in inference mode)."""
+    from fruitkeras.forward import run_layers
+
+    def statistics(images):
+        found = []
+        run_layers(layers, images, batch_statistics=True, statistics=found)
+        return found
+
+    return statistics
 
 
 def recompute_batchnorm_statistics(model, dataset, batches):

@@ -80,7 +80,7 @@ def top_classes(probabilities, class_names, top=5):
 
 def predict_images(model, class_names, images, paths, top=5):
     """Top-``top`` classes for each image (batch norm in inference mode)."""
-    from fruitkeras.explain.targets import predict
+    from fruitkeras.forward import predict
 
     return [Prediction(path, *top_classes(p, class_names, top)) for path, p in zip(paths, predict(model, images))]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from fruitkeras.errors import FruitkerasError
 
-MODEL_FILE = "model.keras"
-RUNS_DIR = Path("runs")
+from fruitkeras.run_folder import HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, RUNS_DIR  # noqa: E402
+
 METADATA_MEMBER = "fruitkeras.json"
 
 
@@ -34,7 +34,7 @@ def save_model(model, path, metadata):
 def _finished_at(model_path):
     """When a run finished, from its run.json (file times change with every checkout)."""
     try:
-        return json.loads((model_path.parent / "run.json").read_text())["finished"]
+        return json.loads((model_path.parent / RUN_FILE).read_text())["finished"]
     except (OSError, ValueError, KeyError):
         return ""
 
@@ -65,13 +65,13 @@ def resolve_model_path(run_or_model=None):
 def unfinished_run_message(run_dir):
     """What to say of a run folder that has started but holds no model yet; None for anything else."""
     run_dir = Path(run_dir)
-    if (run_dir / MODEL_FILE).exists() or not (run_dir / "run.json").exists():
+    if (run_dir / MODEL_FILE).exists() or not (run_dir / RUN_FILE).exists():
         return None
     try:
-        record = json.loads((run_dir / "run.json").read_text())
+        record = json.loads((run_dir / RUN_FILE).read_text())
     except (OSError, ValueError):
         record = {}
-    done = epochs_logged(run_dir / "history.csv")
+    done = epochs_logged(run_dir / HISTORY_FILE)
     architecture = record.get("architecture_file", "ARCH.json")
     state = "still training" if _alive(record.get("running_pid")) else "interrupted"
     import shlex
@@ -82,7 +82,7 @@ def unfinished_run_message(run_dir):
 
 def _started_at(run_dir):
     try:
-        return json.loads((Path(run_dir) / "run.json").read_text()).get("started", "")
+        return json.loads((Path(run_dir) / RUN_FILE).read_text()).get("started", "")
     except (OSError, ValueError):
         return ""
 
@@ -99,7 +99,7 @@ def choice_warnings(model_path, runs_dir=RUNS_DIR):
         warnings.append(f"{model_path.parent.name} is not the newest finished run in {runs_dir}/: "
                         f"{newest.parent.name} finished later")
     since = _finished_at(model_path) or _started_at(model_path.parent)
-    for folder in sorted(p.parent for p in runs_dir.glob("*/run.json")):
+    for folder in sorted(p.parent for p in runs_dir.glob(f"*/{RUN_FILE}")):
         if not (folder / MODEL_FILE).exists() and _started_at(folder) > since:
             warnings.append(f"{folder.name} started later but is unfinished; it is never used by default "
                             f"(see: fruitkeras runs)")
@@ -153,16 +153,16 @@ def epochs_logged(history_path):
 def describe_runs(runs_dir=RUNS_DIR):
     """One dict per run folder under ``runs_dir``, oldest first: what ``fruitkeras runs`` lists."""
     rows = []
-    for record_path in sorted(Path(runs_dir).glob("*/run.json")):
+    for record_path in sorted(Path(runs_dir).glob(f"*/{RUN_FILE}")):
         folder = record_path.parent
         try:
             record = json.loads(record_path.read_text())
         except (OSError, ValueError):
             rows.append({"name": folder.name, "status": "unreadable run.json"})
             continue
-        epochs_done = epochs_logged(folder / "history.csv")
+        epochs_done = epochs_logged(folder / HISTORY_FILE)
         test_accuracy = None
-        metrics = folder / "test_metrics.json"
+        metrics = folder / METRICS_FILE
         if metrics.exists():
             try:
                 test_accuracy = json.loads(metrics.read_text())["accuracy"]

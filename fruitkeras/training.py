@@ -1,14 +1,4 @@
-"""Training a model from an architecture file into a run folder.
-
-A run folder holds::
-
-    architecture.json   copy of the architecture file the run was trained with
-    run.json            data folder, seed, epochs, class names, times
-    history.csv         one row per epoch (CSVLogger + EpochTimestamp)
-    backup/             BackupAndRestore state while unfinished (for --resume)
-    model.keras         the trained model, written once training has finished
-    learning_curves.png
-"""
+"""Training a model from an architecture file into a run folder (``fruitkeras.run_folder`` has its layout)."""
 
 import contextlib
 import json
@@ -22,15 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from fruitkeras import data as datalib
-from fruitkeras.architecture import build_model, load_architecture, parse_architecture
+from fruitkeras.architecture import build_model, load_architecture, parse_architecture, with_overrides
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
-from fruitkeras.runs import MODEL_FILE, RUNS_DIR, epochs_logged, save_model
-
-ARCHITECTURE_COPY = "architecture.json"
-RUN_FILE = "run.json"
-HISTORY_FILE = "history.csv"
-CURVES_FILE = "learning_curves.png"
-BACKUP_DIR = "backup"
+from fruitkeras.run_folder import (ARCHITECTURE_COPY, BACKUP_DIR, CURVES_FILE, HISTORY_FILE, MODEL_FILE, RUN_FILE,
+                                   RUNS_DIR)
+from fruitkeras.runs import epochs_logged, save_model
 
 
 def default_run_dir(architecture):
@@ -91,7 +77,8 @@ def _loss(label_smoothing, num_classes):
 
 
 # Options that --resume takes from run.json; a different value on the command line is refused.
-RESUME_FIXED = ("seed", "limit_per_class", "data", "test_evaluation")
+RESUME_FIXED = ("seed", "limit_per_class", "data", "test_evaluation", "overrides")
+OPTION_NAMES = {"overrides": "--set"}  # where the option is not the name with dashes
 
 
 def _resume_record(run_dir, architecture, given):
@@ -109,7 +96,7 @@ def _resume_record(run_dir, architecture, given):
         if name == "data" and value is not None:
             value = str(Path(value).resolve())
         if value is not None and value != stored:
-            option = "--" + name.replace("_", "-")
+            option = OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
             raise FruitkerasError(
                 f"{option} {given[name]} conflicts with the run's own {name} {stored} ({run_dir / RUN_FILE}); "
                 f"--resume continues with the stored value: drop {option}"
@@ -131,6 +118,7 @@ def train(
     distribute="none",
     devices=None,
     mixed_precision=False,
+    overrides=None,
 ):
     """Train and save a model; returns the run folder.
 
@@ -138,6 +126,10 @@ def train(
     --resume the run's own architecture copy, seed, sample limit, data folder
     and test evaluation are used (a different value given is refused), so the
     validation split and class order match.
+
+    ``overrides``: ``--set FIELD=VALUE`` changes to the architecture file's
+    fields (``architecture.with_overrides``), recorded in run.json and reapplied
+    on --resume.
 
     ``distribute``, ``devices``: ``fruitkeras.distribute``'s strategies;
     ``mixed_precision``: float16 (GPU) or bfloat16 compute.
@@ -150,16 +142,19 @@ def train(
     run_dir = Path(run_dir) if run_dir else default_run_dir(architecture)
     if distribution.is_chief(strategy):  # the other workers of a multi-worker run write elsewhere
         check_run_dir(run_dir, resume)
-    given = {"seed": seed, "limit_per_class": limit_per_class, "data": data, "test_evaluation": test_evaluation}
+    given = {"seed": seed, "limit_per_class": limit_per_class, "data": data, "test_evaluation": test_evaluation,
+             "overrides": list(overrides) if overrides else None}
     record = {}
     if resume:
         record = _resume_record(run_dir, architecture, given)
-        architecture = parse_architecture(architecture.source, run_dir / ARCHITECTURE_COPY)
+        architecture = with_overrides(parse_architecture(architecture.source, run_dir / ARCHITECTURE_COPY),
+                                      record.get("overrides"))
         seed, limit_per_class = record["seed"], record["limit_per_class"]
         test_evaluation = record.get("test_evaluation", True)
         epochs = epochs or record["epochs"]
         data_root = _stored_data_dir(record, run_dir)
     else:
+        architecture = with_overrides(architecture, overrides)
         seed = 0 if seed is None else seed
         test_evaluation = True if test_evaluation is None else test_evaluation
         data_root = datalib.resolve_data_dir(data)
@@ -274,6 +269,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
             "seed": seed,
             "limit_per_class": limit_per_class,
             "test_evaluation": test_evaluation,
+            "overrides": list(architecture.overrides),
             "epochs": epochs,
             "class_names": split.class_names,
             "train_images": len(train_rows),

@@ -229,7 +229,7 @@ def serve(model_path, data_root=None, host="127.0.0.1", port=7860, echo=print):
     """Load the model, build the page and serve it until Ctrl-C."""
     import gradio as gr
 
-    from fruitkeras.inspection import Inspection
+    from fruitkeras.page_service import Inspection
 
     check_port_free(host, port)  # before the model loads: Gradio's own check waits and names another option
     inspection = Inspection(model_path, data_root)

@@ -5,6 +5,7 @@ from pathlib import Path
 import keras
 import pytest
 
+from conftest import TINY_ARCHITECTURE as TINY
 from fruitkeras.architecture import build_model, load_architecture
 from fruitkeras.errors import FruitkerasError
 from fruitkeras.layers import BatchNorm
@@ -171,3 +172,72 @@ def test_unflattened_end_is_explained(architecture_file):
     source = {"input": {"height": 8, "width": 8}, "layers": [{"type": "conv", "filters": 2}]}
     with pytest.raises(FruitkerasError, match="add a 'flatten' or 'global_avg_pool'"):
         build_model(load_architecture(architecture_file(source)), 2)
+
+
+def test_set_overrides_any_field_validated_like_the_file(image_folders, runner, tmp_path):
+    """timm's habit: the file is the configuration, --set changes a field of it for one run."""
+    import json
+
+    import pandas as pd
+
+    from fruitkeras.cli import main
+    from fruitkeras.comparison import comparison_table, read_run
+
+    run_dir = tmp_path / "set"
+    result = runner.invoke(main, ["train", str(TINY), "--data", str(image_folders), "--run-dir", str(run_dir),
+                                  "--set", "training.learning_rate=0.05", "--set", "layers.1.filters=6",
+                                  "--set", "training.optimizer=sgd", "--epochs", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["overrides"] == ["training.learning_rate=0.05", "layers.1.filters=6", "training.optimizer=sgd"]
+    assert (run_dir / "architecture.json").read_text() == TINY.read_text()  # the file itself, untouched
+    import keras
+
+    model = keras.models.load_model(run_dir / "model.keras")
+    assert model.layers[0].filters == 6
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+    plain = tmp_path / "plain"
+    runner.invoke(main, ["train", str(TINY), "--data", str(image_folders), "--run-dir", str(plain), "--epochs", "1",
+                         "--quiet"])
+    differs = comparison_table([read_run(plain), read_run(run_dir)], "val_accuracy")["differs"].iloc[1]
+    assert "layers.1.filters=6" in differs and "training.learning_rate=0.05" in differs
+    assert len(pd.read_csv(run_dir / "history.csv")) == 1
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("training.learning_rate=-1", "(with --set training.learning_rate=-1): training: 'learning_rate' must be a "
+                                  "positive number, got -1"),
+    ("layers.9.filters=3", "--set layers.9.filters=3: layers has layers 1 to 6"),
+    ("training.momentum", "--set training.momentum: expected FIELD=VALUE"),
+    ("layers.1.colour=red", "layer 1 (conv): unknown field 'colour'"),
+])
+def test_bad_set_is_one_line_naming_the_field(image_folders, runner, tmp_path, setting, message):
+    from fruitkeras.cli import main
+
+    result = runner.invoke(main, ["train", str(TINY), "--data", str(image_folders), "--run-dir", str(tmp_path / "r"),
+                                  "--set", setting])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert message in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_reapplies_the_runs_own_set_and_refuses_another(image_folders, runner, tmp_path):
+    from fruitkeras.cli import main
+    from fruitkeras.errors import TrainingInterrupted
+    from fruitkeras.training import train
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train(TINY, data=str(image_folders), run_dir=run_dir, epochs=2, verbose=0, overrides=["layers.1.filters=5"],
+              extra_callbacks=[StopAfterFirstEpoch()])
+    refused = runner.invoke(main, ["train", str(TINY), "--run-dir", str(run_dir), "--resume", "--set",
+                                   "layers.1.filters=7"])
+    assert refused.exit_code == 1 and "--set" in refused.output and "drop --set" in refused.output
+    resumed = runner.invoke(main, ["train", str(TINY), "--run-dir", str(run_dir), "--resume", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert keras.models.load_model(run_dir / "model.keras").layers[0].filters == 5

@@ -16,7 +16,7 @@ from fruitkeras.explain.occlusion import occlusion
 from fruitkeras.explain.smoothgrad import smoothgrad
 from fruitkeras.explain.gradient import loss_gradients, reduce_channels
 from fruitkeras.explain.occlusion import parse_fill, positions_touching
-from fruitkeras.explain.targets import losses
+from fruitkeras.explain.class_scores import losses
 from fruitkeras.layers import BatchNorm
 
 

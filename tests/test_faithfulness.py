@@ -97,3 +97,15 @@ def test_cli_metrics_prints_the_scores_of_the_maps_it_wrote(trained_run, runner,
         assert float(found[1]) == pytest.approx(deletion, abs=6e-4)
         assert float(found[2]) == pytest.approx(insertion, abs=6e-4)
         assert -1 <= float(found[3]) <= 1 and -1 <= float(found[4]) <= 1
+
+
+def test_every_registered_method_gets_its_faithfulness_scores(trained_run, runner, tmp_path):
+    """--metrics passes each method its own options, SmoothGrad's wrapped method included."""
+    image = sorted((trained_run["data"] / "Test" / "plum").iterdir())[0]
+    result = runner.invoke(main, ["explain", str(image), "--model", str(trained_run["run_dir"]), "--method", "all",
+                                  "--metrics", "--samples", "2", "--patch", "5", "--stride", "4", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    from fruitkeras.explain.registry import NAMES
+
+    scored = [line.split()[0] for line in result.output.splitlines() if "deletion " in line and "randomised" in line]
+    assert scored == list(NAMES)

@@ -7,7 +7,7 @@ import pytest
 from fruitkeras.explain import METHODS
 from fruitkeras.explain.gradcam import gradcam
 from fruitkeras.explain.integrated_gradients import integrated_gradients
-from fruitkeras.explain.targets import scores_from
+from fruitkeras.explain.class_scores import scores_from
 from fruitkeras.layers import BatchNorm
 
 

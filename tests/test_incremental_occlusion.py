@@ -78,7 +78,7 @@ def test_a_model_without_a_shortcut_falls_back_to_full_inference():
 
 
 def test_positions_whose_patch_changes_nothing_keep_the_unoccluded_loss():
-    from fruitkeras.explain.targets import losses
+    from fruitkeras.explain.class_scores import losses
 
     model = ARCHITECTURES["vgg-like: strided 'same' conv, batch norm, max pooling"]()
     image = np.ones((1, 24, 24, 3), np.float32)

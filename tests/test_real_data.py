@@ -18,7 +18,7 @@ from fruitkeras.explain.gradient import gradient_saliency
 from fruitkeras.explain.integrated_gradients import integrated_gradients
 from fruitkeras.explain.occlusion import occlusion
 from fruitkeras.explain.occlusion import positions_touching
-from fruitkeras.explain.targets import losses, scores_from
+from fruitkeras.explain.class_scores import losses, scores_from
 from fruitkeras.runs import load_model
 
 REPO = Path(__file__).resolve().parent.parent

@@ -78,9 +78,9 @@ def test_smoothgrad_wraps_any_gradient_method(wrapped):
     model = small_model()
     images = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
     plain = wrapped(model, images, [0, 2])
-    np.testing.assert_allclose(smoothgrad(model, images, [0, 2], samples=3, noise=0.0, method=wrapped), plain,
+    np.testing.assert_allclose(smoothgrad(model, images, [0, 2], samples=3, noise=0.0, base=wrapped), plain,
                                rtol=1e-5, atol=1e-7)
-    noisy = smoothgrad(model, images, [0, 2], samples=4, noise=0.2, method=wrapped)
+    noisy = smoothgrad(model, images, [0, 2], samples=4, noise=0.2, base=wrapped)
     assert noisy.shape == plain.shape and not np.allclose(noisy, plain)
 
 

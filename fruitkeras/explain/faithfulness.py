@@ -19,7 +19,7 @@ meaning more important.
 
 import numpy as np
 
-from fruitkeras.explain.targets import predict
+from fruitkeras.forward import predict
 
 
 def _curve_images(image, order, fill, steps, insert):

@@ -15,7 +15,7 @@ messages) picks another.
 import numpy as np
 import tensorflow as tf
 
-from fruitkeras.explain.targets import resolve_labels, scores_from
+from fruitkeras.explain.class_scores import resolve_labels, scores_from
 from fruitkeras.forward import compiled, run_layers
 
 

@@ -7,7 +7,7 @@ by the pixel values (``smoothgrad.py`` averages either over noisy copies).  Chan
 import numpy as np
 import tensorflow as tf
 
-from fruitkeras.explain.targets import loss_function, resolve_labels
+from fruitkeras.explain.class_scores import loss_function, resolve_labels
 from fruitkeras.forward import compiled
 
 REDUCTIONS = ("max", "l2")

@@ -18,7 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fruitkeras.explain.targets import loss_from_scores, scores_from
+from fruitkeras.explain.class_scores import loss_from_scores, scores_from
+from fruitkeras.forward import run_layers
 from fruitkeras.layers import BatchNorm
 
 POINTWISE = (BatchNorm, keras.layers.Activation, keras.layers.Dropout, keras.layers.ReLU)
@@ -150,7 +151,7 @@ class IncrementalOcclusionEngine:
                 return tf.nn.max_pool2d(windows, step.kernel, step.stride, "VALID")
             if step.kind == "avgpool":
                 return tf.nn.avg_pool2d(windows, step.kernel, step.stride, "VALID")
-            return layer(windows, training=False)
+            return run_layers([layer], windows)
 
         def occluded_losses(image, caches, label, centres, offsets, fill):
             # offsets: (B, steps + 1, 2) top-left corners of each layer's window of change.
@@ -186,7 +187,7 @@ class IncrementalOcclusionEngine:
         def activations(image):
             maps, features = [image], image[None]
             for step in steps:
-                features = step.layer(features, training=False)
+                features = run_layers([step.layer], features)
                 maps.append(features[0])
             return maps
 

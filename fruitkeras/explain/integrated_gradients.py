@@ -12,7 +12,7 @@ background, an image with no fruit in it.
 import numpy as np
 import tensorflow as tf
 
-from fruitkeras.explain.targets import resolve_labels, scores_from
+from fruitkeras.explain.class_scores import resolve_labels, scores_from
 from fruitkeras.forward import compiled
 
 

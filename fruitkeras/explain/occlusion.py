@@ -16,7 +16,7 @@ take and as the reference the shortcut is tested against.
 import numpy as np
 import tensorflow as tf
 
-from fruitkeras.explain.targets import loss_function, losses, resolve_labels
+from fruitkeras.explain.class_scores import loss_function, losses, resolve_labels
 from fruitkeras.forward import kept_object
 
 NAMED_FILLS = {"white": (1.0, 1.0, 1.0), "grey": (0.5, 0.5, 0.5), "black": (0.0, 0.0, 0.0)}

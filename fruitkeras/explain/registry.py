@@ -68,7 +68,7 @@ class Method:
 
 def _smoothgrad_options(options, mean_colour):
     base = METHOD[options.smooth]
-    return {"samples": options.samples, "noise": options.noise, "method": base.load(),
+    return {"samples": options.samples, "noise": options.noise, "base": base.load(),
             **base.options(options, mean_colour)}
 
 

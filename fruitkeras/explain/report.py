@@ -16,7 +16,8 @@ from fruitkeras.explain.drawing import explanation_figure, save_figure
 from fruitkeras.explain.gradcam import feature_layer_index
 from fruitkeras.explain.occlusion import check_geometry, parse_fill
 from fruitkeras.explain.registry import METHOD, NAMES, ExplainOptions  # noqa: F401  (ExplainOptions: for callers)
-from fruitkeras.explain.targets import losses, predict
+from fruitkeras.explain.class_scores import losses
+from fruitkeras.forward import predict
 
 def unique_stems(paths):
     """File stems for output names; repeated stems get -2, -3, ..."""

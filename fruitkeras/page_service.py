@@ -14,11 +14,10 @@ from pathlib import Path
 
 from fruitkeras import data as datalib
 from fruitkeras.errors import FruitkerasError
-from fruitkeras.evaluation import CONFUSION_PNG, METRICS_FILE, PER_CLASS_FILE
 from fruitkeras.explain.report import explain_paths, output_name
 from fruitkeras.prediction import top_classes
+from fruitkeras.run_folder import CONFUSION_PNG, CURVES_FILE, HISTORY_FILE, METRICS_FILE, PER_CLASS_FILE, RUN_FILE
 from fruitkeras.runs import load_model
-from fruitkeras.training import CURVES_FILE, HISTORY_FILE, RUN_FILE
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"  # the credited photos a fresh clone has
 

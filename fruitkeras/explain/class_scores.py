@@ -7,7 +7,7 @@ caches compiled functions per model, and a kept function must not keep its model
 import numpy as np
 import tensorflow as tf
 
-from fruitkeras.forward import compiled, probabilities_function, run_layers
+from fruitkeras.forward import compiled, predict, run_layers
 
 PROBABILITY_FLOOR = 1e-7  # as Keras's cross-entropy clips
 
@@ -89,14 +89,6 @@ def losses(model, images, labels, batch_size=64):
     images = np.asarray(images, dtype=np.float32)
     labels = resolve_labels(model, images, labels)
     parts = [loss(images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    return np.concatenate([np.asarray(part) for part in parts])
-
-
-def predict(model, images, batch_size=64):
-    """Class probabilities (N, classes), batch-norm in inference mode."""
-    images = np.asarray(images, dtype=np.float32)
-    probabilities = probabilities_function(model)
-    parts = [probabilities(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
     return np.concatenate([np.asarray(part) for part in parts])
 
 

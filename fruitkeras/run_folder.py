@@ -1,0 +1,43 @@
+"""The layout of a run folder: every file name, in one place.
+
+``train`` writes the first group, ``eval`` the reports; ``runs``,
+``compare`` and the page read them.  Imports nothing heavy, so that
+``fruitkeras runs`` stays instant.
+
+    runs/<name>/
+        architecture.json    byte copy of the architecture file the run was trained with
+        run.json             data folder, seed, epochs, class names, times, overrides
+        history.csv          one row per epoch (metrics, timestamp, seconds)
+        backup/              BackupAndRestore's state while unfinished (for --resume)
+        model.keras          the trained model, written once training has finished
+        learning_curves.png
+        test_metrics.json, test_per_class.csv, confusion_matrix.csv/.png, test_mistakes.csv   (eval)
+"""
+
+from pathlib import Path
+
+RUNS_DIR = Path("runs")
+
+ARCHITECTURE_COPY = "architecture.json"
+RUN_FILE = "run.json"
+HISTORY_FILE = "history.csv"
+BACKUP_DIR = "backup"
+MODEL_FILE = "model.keras"
+CURVES_FILE = "learning_curves.png"
+
+METRICS_FILE = "test_metrics.json"
+PER_CLASS_FILE = "test_per_class.csv"
+CONFUSION_CSV = "confusion_matrix.csv"
+CONFUSION_PNG = "confusion_matrix.png"
+MISTAKES_FILE = "test_mistakes.csv"
+REPORT_FILES = (METRICS_FILE, PER_CLASS_FILE, CONFUSION_CSV, CONFUSION_PNG, MISTAKES_FILE)
+BATCH_STATISTICS_SUFFIX = "-batch-statistics"  # eval --bn-train-mode's reports: never the standard files
+
+
+def report_files(out_dir, bn_train_mode=False):
+    """The evaluation report's files in ``out_dir``: the standard names for the standard evaluation (moving
+    statistics), which ``fruitkeras runs`` and the page read; ``-batch-statistics`` ones for ``--bn-train-mode``."""
+    names = REPORT_FILES
+    if bn_train_mode:
+        names = [f"{Path(name).stem}{BATCH_STATISTICS_SUFFIX}{Path(name).suffix}" for name in names]
+    return [Path(out_dir) / name for name in names]
