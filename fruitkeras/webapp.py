@@ -55,6 +55,18 @@ class RequestFolders:
         return folder
 
 
+def percent(probability):
+    """A probability as the page shows it: never a bare "0%" for a runner-up that is merely small."""
+    return "< 0.1%" if probability < 0.001 else f"{probability:.1%}"
+
+
+def top_table(top):
+    """The top-5 as a Markdown table, the most probable first, in bold."""
+    rows = [f"| {'**' + name + '**' if rank == 0 else name} | {percent(probability)} |"
+            for rank, (name, probability) in enumerate(top)]
+    return "\n".join(["| class | probability |", "|---|---:|", *rows])
+
+
 def status_line(result):
     """The line above the maps: prediction, true class when known, explained class, seconds per method."""
     predicted, probability = result.top[0]
@@ -111,7 +123,7 @@ def build_page(inspection, work_dir):
             return message(chosen, f"**Error:** {type(error).__name__}: {error}")
         gallery = [(str(result.figures[m]), f"{m}: {result.seconds[m]:.2f} s") for m in result.figures]
         downloads = [str(p) for m in result.figures for p in (result.figures[m], result.maps[m])]
-        return (chosen, status_line(result), result.image, dict(result.top), gallery, downloads)
+        return (chosen, status_line(result), result.image, top_table(result.top), gallery, downloads)
 
     def explain_upload(file, methods, target, patch, stride, fill, progress=gr.Progress()):
         if file is None:
@@ -180,8 +192,11 @@ def build_page(inspection, work_dir):
                                                label="fill (a name, a number or r,g,b in [0, 1])")
                     again = gr.Button("Explain again with these settings", variant="primary", elem_id="explain")
                     status = gr.Markdown("Choose an image on the left.", label="status", elem_id="status")
-                    top5 = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="top5")
-                    heatmaps = gr.Gallery(label="Heatmaps: photo | map | overlay", columns=1, height="auto",
+                    gr.Markdown("**Top-5 predictions**")
+                    top5 = gr.Markdown("", elem_id="top5")
+                    # The heading stands above the gallery: as the gallery's own label it covered the first title.
+                    gr.Markdown("**Heatmaps:** photo | map | overlay")
+                    heatmaps = gr.Gallery(show_label=False, columns=1, height="auto",
                                           object_fit="contain", allow_preview=False, elem_id="heatmaps")
                     downloads = gr.File(label="Download the maps (PNG figure, raw .npy)", file_count="multiple",
                                         interactive=False, elem_id="downloads")
@@ -190,9 +205,10 @@ def build_page(inspection, work_dir):
             if report.per_class is not None:
                 gr.Dataframe(report.per_class, label="Per-class Test accuracy, weakest first (click a header to sort)",
                              interactive=False, max_height=400, elem_id="per-class")
-            with gr.Row():
+            # One per row, at full width: side by side, a 77-class confusion matrix could not be read.
+            with gr.Column():
                 if report.confusion_png:
-                    gr.Image(str(report.confusion_png), label="Confusion (the most confused classes)",
+                    gr.Image(str(report.confusion_png), label="Confusion (the most confused classes)", height=760,
                              interactive=False)
                 if report.curves_png:
                     gr.Image(str(report.curves_png), label="Learning curves", interactive=False)
@@ -205,10 +221,16 @@ def build_page(inspection, work_dir):
         upload.upload(explain_upload, [upload] + settings, shown, api_name="explain_upload")
         sample.input(explain_sample, [sample] + settings, shown, api_name="explain_sample")
         again.click(explain_again, [chosen] + settings, shown, api_name="explain")
+        # A new choice clears the other pickers, so the page never shows a previous pick beside the new image.
+        pickers = [sample] + ([test_class, test_file] if inspection.test_images else [])
+        upload.upload(lambda: [gr.update(value=None)] * len(pickers), None, pickers, api_name=False)
         if inspection.test_images:
+            sample.input(lambda: [gr.update(value=None)] * 2, None, [test_class, test_file], api_name=False)
             test_class.input(test_files, test_class, test_file, api_name=False)
             test_file.input(explain_test_image, [test_class, test_file] + settings, shown, api_name="explain_test_image")
+            test_file.input(lambda: gr.update(value=None), None, sample, api_name=False)
             random_button.click(explain_random, settings, shown + [test_class, test_file], api_name="random_test_image")
+            random_button.click(lambda: gr.update(value=None), None, sample, api_name=False)
     page.queue(default_concurrency_limit=CONCURRENT_REQUESTS)
     return page
 
@@ -218,6 +240,8 @@ def check_port_free(host, port):
     import socket
 
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the server itself binds: a port whose last server just stopped (TIME_WAIT) is free to use.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:

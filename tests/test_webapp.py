@@ -9,6 +9,7 @@ Set FRUITKERAS_SCREENSHOTS=docs to refresh the README's screenshots.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -102,6 +103,11 @@ def top_label(label_output):
 # --- API level (Gradio's client) -------------------------------------------------------------------------------
 
 
+def top5_rows(table):
+    """(class, probability) of the page's top-5 Markdown table."""
+    return [tuple(cell.strip() for cell in line.strip("|").split("|")) for line in table.splitlines()[2:]]
+
+
 def test_a_sample_is_explained_with_the_same_maps_as_the_cli(client, tmp_path):
     from gradio_client import handle_file
 
@@ -111,7 +117,11 @@ def test_a_sample_is_explained_with_the_same_maps_as_the_cli(client, tmp_path):
     status, preview, top5, gallery, files = client.predict(
         handle_file(sample), *settings(["gradient", "occlusion"], stride=4), api_name="/explain_upload")
     assert status.startswith("**Predicted: Apple Braeburn**"), status
-    assert [entry["label"] for entry in top5["confidences"]][0] == "Apple Braeburn" and len(top5["confidences"]) == 5
+    rows = top5_rows(top5)
+    assert rows[0][0] == "**Apple Braeburn**" and len(rows) == 5
+    # Probabilities as percentages, the runner-ups too: "< 0.1%" rather than a bare 0%.
+    assert all(re.fullmatch(r"(< 0\.1|\d{1,3}\.\d)%", probability) for _, probability in rows), rows
+    assert "0%" not in [probability for _, probability in rows]
     assert len(gallery) == 2 and Image.open(preview).size == (100, 100)
     page_maps = {Path(f).name: np.load(f) for f in files if f.endswith(".npy")}
     assert {Path(f).suffix for f in files} == {".png", ".npy"} and len(page_maps) == 2
@@ -127,7 +137,7 @@ def test_samples_carry_their_true_class_and_a_chosen_class_is_explained(client):
     status, _, top5, gallery, files = client.predict(
         "Tomato_Maroon_1.jpg", *settings(target="Tomato 4"), api_name="/explain_sample")
     assert "true class: Tomato Maroon (correct)" in status and "explaining 'Tomato 4'" in status, status
-    assert top5["label"] == "Tomato Maroon"
+    assert top5_rows(top5)[0][0] == "**Tomato Maroon**"
     assert any("_as-Tomato_4" in f for f in files)
 
 
@@ -306,6 +316,25 @@ def test_browser_upload_shows_the_prediction_of_fruitkeras_predict_and_heatmaps(
     assert predicted == cli_prediction(photo)
     assert browser.find_element(By.ID, "top5").text.count("%") == 5
     save_screenshot(browser, "serve_explain.png")
+
+
+def test_browser_a_new_image_clears_the_earlier_pick(server, browser):
+    """After a sample was picked, an upload leaves the sample picker empty: the page never shows a previous pick
+    beside the new image."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(server)
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#sample input"))
+    picker = browser.find_element(By.CSS_SELECTOR, "#sample input")
+    picker.click()
+    picker.send_keys("Banana_1.jpg", Keys.ENTER)
+    wait_for(browser, lambda d: "Predicted: Banana" in status_text(d))
+    assert browser.find_element(By.CSS_SELECTOR, "#sample input").get_attribute("value") == "Banana_1.jpg"
+    clear_upload(browser)
+    upload(browser, SAMPLES / "Eggplant_1.jpg")
+    wait_for(browser, lambda d: "Predicted: Eggplant" in status_text(d))
+    wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#sample input").get_attribute("value") == "")
 
 
 def test_browser_bad_upload_shows_an_error_and_the_page_still_works(server, browser, tmp_path):
