@@ -155,7 +155,7 @@ def test_missing_split_and_no_classes(tmp_path):
 
 
 def test_class_mismatch_message():
-    with pytest.raises(FruitkerasError, match="Test/ has classes unknown to Training/: lime; Test/ lacks kiwi"):
+    with pytest.raises(FruitkerasError, match=r"Test/ has 1 class\(es\) unknown to Training/: lime; Test/ lacks 1 of its 2 class\(es\): kiwi"):
         datalib.check_same_classes(["cherry", "kiwi"], ["cherry", "lime"], "Training/", "Test/")
     datalib.check_same_classes(["a", "b"], ["b", "a"], "x", "y")
 
