@@ -31,19 +31,29 @@ def _register_keras_objects():
 
 
 class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
-    """Runs ``_register_keras_objects`` right after ``import keras`` finishes, wherever it is imported."""
+    """Runs ``_register_keras_objects`` right after ``import keras`` finishes, wherever it is imported.
+
+    It stays installed until Keras has really been imported: a library may only
+    look Keras up (TensorFlow asks ``importlib.util.find_spec``) before the
+    import itself, and that look must not use the hook up.
+    """
 
     def find_spec(self, name, path=None, target=None):
         if name != "keras":
             return None
-        sys.meta_path.remove(self)  # find the real module with the other finders, once
-        spec = importlib.util.find_spec(name)
+        sys.meta_path.remove(self)  # find the real module with the other finders
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
         if spec is None or spec.loader is None:
             return spec
         keras_exec = spec.loader.exec_module
 
         def exec_module(module):
             keras_exec(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
             _register_keras_objects()
 
         spec.loader.exec_module = exec_module

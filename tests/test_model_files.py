@@ -35,9 +35,11 @@ def smoothed_run(tmp_path_factory):
     return train(architecture, data=str(make_image_folders(base / "fruits")), run_dir=base / "run", verbose=0)
 
 
-@pytest.mark.parametrize("imports", ["import fruitkeras\nimport keras", "import keras\nimport fruitkeras"])
+@pytest.mark.parametrize("imports", ["import fruitkeras\nimport keras", "import keras\nimport fruitkeras",
+                                     "import fruitkeras\nimport tensorflow\nimport keras"])
 def test_plain_keras_loads_a_run_compiled_after_import_fruitkeras(smoothed_run, imports):
-    """In a fresh interpreter, whichever of the two imports comes first."""
+    """In a fresh interpreter, whichever of the two imports comes first, TensorFlow's too (it looks Keras up
+    before importing it)."""
     result = subprocess.run([sys.executable, "-c", LOAD_AND_EVALUATE.format(imports=imports),
                              str(smoothed_run / "model.keras")], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

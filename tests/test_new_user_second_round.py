@@ -1,6 +1,5 @@
 """What a new user tripped over, second round: data and server errors, messages, figures, git."""
 
-import json
 import shlex
 import socket
 import subprocess

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from conftest import REPO
 from fruitkeras.cli import main
 from fruitkeras.explain import METHODS
 from fruitkeras.explain.gradcam import gradcam
