@@ -14,6 +14,7 @@
         test_metrics.json, test_per_class.csv, confusion_matrix.csv/.png, test_mistakes.csv   (eval)
 """
 
+import shlex
 from pathlib import Path
 
 RUNS_DIR = Path("runs")
@@ -32,6 +33,11 @@ CONFUSION_PNG = "confusion_matrix.png"
 MISTAKES_FILE = "test_mistakes.csv"
 REPORT_FILES = (METRICS_FILE, PER_CLASS_FILE, CONFUSION_CSV, CONFUSION_PNG, MISTAKES_FILE)
 BATCH_STATISTICS_SUFFIX = "-batch-statistics"  # eval --bn-train-mode's reports: never the standard files
+
+
+def resume_command(architecture_path, run_dir):
+    """The command that continues an unfinished run, quoted for a shell (paths may hold spaces)."""
+    return shlex.join(["fruitkeras", "train", str(architecture_path), "--run-dir", str(run_dir), "--resume"])
 
 
 def report_files(out_dir, bn_train_mode=False):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from fruitkeras.errors import FruitkerasError
 
-from fruitkeras.run_folder import HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, RUNS_DIR  # noqa: E402
+from fruitkeras.run_folder import (HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, RUNS_DIR,  # noqa: E402
+                                   resume_command)
 
 METADATA_MEMBER = "fruitkeras.json"
 
@@ -74,10 +75,8 @@ def unfinished_run_message(run_dir):
     done = epochs_logged(run_dir / HISTORY_FILE)
     architecture = record.get("architecture_file", "ARCH.json")
     state = "still training" if _alive(record.get("running_pid")) else "interrupted"
-    import shlex
-
     return (f"{run_dir} is an unfinished run ({state} after {done} of {record.get('epochs', '?')} epochs): no model "
-            f"yet; continue it with: {shlex.join(['fruitkeras', 'train', architecture, '--run-dir', str(run_dir), '--resume'])}")
+            f"yet; continue it with: {resume_command(architecture, run_dir)}")
 
 
 def _started_at(run_dir):

@@ -3,7 +3,6 @@
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import tempfile
 from datetime import datetime
@@ -15,7 +14,7 @@ from fruitkeras import data as datalib
 from fruitkeras.architecture import build_model, load_architecture, parse_architecture, with_overrides
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
 from fruitkeras.run_folder import (ARCHITECTURE_COPY, BACKUP_DIR, CURVES_FILE, HISTORY_FILE, MODEL_FILE, RUN_FILE,
-                                   RUNS_DIR)
+                                   RUNS_DIR, resume_command)
 from fruitkeras.runs import epochs_logged, save_model
 
 
@@ -333,11 +332,6 @@ def backed_up_epochs(backup_dir):
         return int(json.loads((Path(backup_dir) / "training_metadata.json").read_text())["epoch"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
-
-
-def resume_command(architecture_path, run_dir):
-    """The command that continues a run, quoted for a shell (paths may hold spaces)."""
-    return shlex.join(["fruitkeras", "train", str(architecture_path), "--run-dir", str(run_dir), "--resume"])
 
 
 def _once(make):

@@ -236,7 +236,10 @@ def build_page(inspection, work_dir):
 
 
 def check_port_free(host, port):
-    """A one-line error when ``host:port`` cannot be listened on (taken, or not this machine's address)."""
+    """A one-line error when ``host:port`` cannot be listened on (taken, or not this machine's address).
+
+    The command line calls it before TensorFlow, Gradio and the model load; Gradio's own check comes only
+    after them, waits, and names another option."""
     import socket
 
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -255,7 +258,6 @@ def serve(model_path, data_root=None, host="127.0.0.1", port=7860, echo=print):
 
     from fruitkeras.page_service import Inspection
 
-    check_port_free(host, port)  # before the model loads: Gradio's own check waits and names another option
     inspection = Inspection(model_path, data_root)
     # System fonts: the default theme fetches web fonts, which a machine without internet cannot.
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
