@@ -15,6 +15,8 @@ In a notebook::
     import fruitkeras
     model, info = fruitkeras.load_model("runs/fruits77-vgg_small")  # run folder or model file
     info["class_names"]  # the outputs, in order
+    for p in fruitkeras.predict("runs/fruits77-vgg_small", ["photo.jpg"]):
+        print(p.classes[0], p.verdict, p.familiarity)  # known / unknown class / unfamiliar photo
 """
 
 import importlib.abc
@@ -64,6 +66,15 @@ if "keras" in sys.modules:
     _register_keras_objects()
 elif not any(isinstance(finder, _RegisterAfterKerasImport) for finder in sys.meta_path):
     sys.meta_path.insert(0, _RegisterAfterKerasImport())
+
+
+def predict(run_or_model, images, top=5):
+    """``fruitkeras.prediction.Prediction``s of image files, folders or globs: the ``top`` classes with their
+    probabilities, the verdict and the familiarity."""
+    from fruitkeras.prediction import predict_paths
+    from fruitkeras.runs import resolve_model_path
+
+    return predict_paths(resolve_model_path(run_or_model), images, top)
 
 
 def load_model(run_or_model):

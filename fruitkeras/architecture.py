@@ -106,8 +106,10 @@ def _augmentation(value):
 
 # Strengths: rotation as a fraction of a full turn either way, zoom and brightness
 # as fractions, hue as a fraction of the colour circle, saturation as a factor
-# spread (0.2: x0.8 to x1.2).  0 switches one off.
-AUGMENTATION_DEFAULTS = {"flip": True, "rotation": 0.05, "zoom": 0.1, "brightness": 0.1, "hue": 0.0, "saturation": 0.0}
+# spread (0.2: x0.8 to x1.2); background as the share of images laid on a procedural background, zoom_out
+# as the largest shrink of those (0.6: the fruit keeps 40% to 100% of its size).  0 switches one off.
+AUGMENTATION_DEFAULTS = {"flip": True, "rotation": 0.05, "zoom": 0.1, "brightness": 0.1, "hue": 0.0, "saturation": 0.0,
+                         "background": 0.0, "zoom_out": 0.0}
 
 _POOL = {"pool_size": (_size, 2), "strides": (_optional(_size), None), "padding": (_one_of("valid", "same"), "valid")}
 

@@ -11,13 +11,23 @@ transformation's number), so an image's flip, angle, zoom and colour shifts
 are independent of one another.  Flip, rotation and zoom are one affine map
 per image, applied in one bilinear resampling with the edges filled white
 like the dataset's background.
+
+``background`` (a probability) lays that share of the images on a procedural
+background instead of white, shrunk by up to ``zoom_out`` and moved within the
+frame: a step towards photos outside the studio.  The fruit's mask is what is
+not white after the affine map and before the colour changes.
 """
 
 import math
 
 # One stream per random quantity; the numbers are part of the reproducibility contract.
-STREAMS = {"flip_x": 1, "flip_y": 2, "angle": 3, "zoom": 4, "hue": 5, "saturation": 6, "brightness": 7}
+STREAMS = {"flip_x": 1, "flip_y": 2, "angle": 3, "zoom": 4, "hue": 5, "saturation": 6, "brightness": 7,
+           "background": 8, "scale": 9, "shift_x": 10, "shift_y": 11, "colour_a": 12, "colour_b": 13,
+           "gradient_angle": 14, "coarse": 15, "fine": 16, "mix": 17, "texture": 18}
 BACKGROUND_VALUE = 1.0  # white, in the [0, 1] scale models see
+# The mask: a pixel is background when its darkest channel is above WHITE_FROM, fruit below WHITE_FROM - RAMP.
+WHITE_FROM, RAMP = 0.94, 0.08
+COARSE_CELLS, FINE_CELLS = 4, 24  # the background's patches of colour, and its texture, in cells per side
 
 
 def batch_key(seed, epoch, batch):
@@ -54,7 +64,7 @@ def draw_parameters(settings, key, count):
             return tf.fill((count,), centre)
         return centre + _uniform(key, stream, count, -strength, strength)
 
-    return {
+    parameters = {
         "flip_x": sign("flip_x"),
         "flip_y": sign("flip_y"),
         "angle": spread("angle", settings["rotation"] * 2 * math.pi),
@@ -62,6 +72,37 @@ def draw_parameters(settings, key, count):
         "hue": spread("hue", settings["hue"]),
         "saturation": spread("saturation", settings["saturation"], 1.0),
         "brightness": spread("brightness", settings["brightness"]),
+    }
+    if settings.get("background"):
+        parameters.update(background_parameters(settings, key, count))
+    return parameters
+
+
+def background_parameters(settings, key, count):
+    """Which images get a background (``composited``: 1 or 0), their shrink ``scale`` and ``shift`` (fractions of
+    the frame), and the background's ingredients: two colours and an angle for a gradient, coarse patches of
+    colour, a fine texture and their mixing weights."""
+    import tensorflow as tf
+
+    def grid(stream, cells):
+        return tf.random.stateless_uniform((count, cells, cells, 3),
+                                           tf.random.experimental.stateless_fold_in(key, STREAMS[stream]))
+
+    composited = tf.cast(_uniform(key, "background", count, 0.0, 1.0) < settings["background"], tf.float32)
+    scale = 1.0 - composited * _uniform(key, "scale", count, 0.0, settings.get("zoom_out", 0.0))
+    room = (1.0 - scale) / 2  # the fruit moves at most to the frame's edge
+    return {
+        "composited": composited,
+        "scale": scale,
+        "shift_x": room * _uniform(key, "shift_x", count, -1.0, 1.0),
+        "shift_y": room * _uniform(key, "shift_y", count, -1.0, 1.0),
+        "colour_a": grid("colour_a", 1)[:, 0, 0],
+        "colour_b": grid("colour_b", 1)[:, 0, 0],
+        "gradient_angle": _uniform(key, "gradient_angle", count, 0.0, 2 * math.pi),
+        "coarse": grid("coarse", COARSE_CELLS),
+        "fine": grid("fine", FINE_CELLS),
+        "mix": _uniform(key, "mix", count, 0.0, 1.0),
+        "texture": _uniform(key, "texture", count, 0.0, 0.4),
     }
 
 
@@ -73,12 +114,18 @@ def affine_transforms(parameters, height, width):
     import tensorflow as tf
 
     cos, sin, zoom = tf.cos(parameters["angle"]), tf.sin(parameters["angle"]), parameters["zoom"]
+    if "scale" in parameters:  # shrunk onto a background: a wider area is read, the fruit moved by the shift
+        zoom = zoom / parameters["scale"]
     fx, fy = parameters["flip_x"], parameters["flip_y"]
     a0, a1 = zoom * cos * fx, -zoom * sin * fy
     b0, b1 = zoom * sin * fx, zoom * cos * fy
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    a2 = cx - a0 * cx - a1 * cy
-    b2 = cy - b0 * cx - b1 * cy
+    # Output point o reads input centre + A (o - centre - shift).
+    ox, oy = cx, cy
+    if "shift_x" in parameters:
+        ox, oy = cx + parameters["shift_x"] * width, cy + parameters["shift_y"] * height
+    a2 = cx - a0 * ox - a1 * oy
+    b2 = cy - b0 * ox - b1 * oy
     zeros = tf.zeros_like(a0)
     return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
@@ -87,7 +134,7 @@ def apply(batch, parameters, settings):
     """``batch`` (N, H, W, 3) floats in [0, 1] transformed by ``draw_parameters``'s parameters."""
     import tensorflow as tf
 
-    if settings["flip"] or settings["rotation"] or settings["zoom"]:
+    if settings["flip"] or settings["rotation"] or settings["zoom"] or settings.get("background"):
         height, width = batch.shape[1], batch.shape[2]
         if height is None or width is None:
             height, width = tf.shape(batch)[1], tf.shape(batch)[2]
@@ -96,6 +143,7 @@ def apply(batch, parameters, settings):
                                                        tf.cast(width, tf.float32)),
             output_shape=tf.stack([height, width]), fill_value=BACKGROUND_VALUE,
             interpolation="BILINEAR", fill_mode="CONSTANT")
+    fruit = fruit_mask(batch) if settings.get("background") else None  # before colour changes move the white
     if settings["hue"] or settings["saturation"]:
         # White has no saturation, so hue and saturation changes leave the background white.
         hsv = tf.image.rgb_to_hsv(tf.clip_by_value(batch, 0.0, 1.0))
@@ -105,7 +153,36 @@ def apply(batch, parameters, settings):
         batch = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1))
     if settings["brightness"]:
         batch = batch + parameters["brightness"][:, None, None, None]
+    if fruit is not None:
+        backgrounds = make_backgrounds(parameters, tf.shape(batch)[1], tf.shape(batch)[2])
+        keep = 1.0 - parameters["composited"][:, None, None, None] * (1.0 - fruit)
+        batch = keep * batch + (1.0 - keep) * backgrounds
     return tf.clip_by_value(batch, 0.0, 1.0)
+
+
+def fruit_mask(batch):
+    """(N, H, W, 1) in [0, 1]: 1 on the fruit, 0 on the white background, a soft ramp between."""
+    import tensorflow as tf
+
+    darkest = tf.reduce_min(batch, axis=-1, keepdims=True)
+    return tf.clip_by_value((WHITE_FROM - darkest) / RAMP, 0.0, 1.0)
+
+
+def make_backgrounds(parameters, height, width):
+    """(N, H, W, 3) procedural backgrounds: a two-colour gradient blended with coarse patches, plus texture."""
+    import tensorflow as tf
+
+    ys = tf.linspace(-0.5, 0.5, height)[None, :, None]
+    xs = tf.linspace(-0.5, 0.5, width)[None, None, :]
+    angle = parameters["gradient_angle"][:, None, None]
+    along = tf.clip_by_value(tf.cos(angle) * xs + tf.sin(angle) * ys + 0.5, 0.0, 1.0)[..., None]
+    gradient = parameters["colour_a"][:, None, None] * (1 - along) + parameters["colour_b"][:, None, None] * along
+    size = tf.stack([height, width])
+    coarse = tf.image.resize(parameters["coarse"], size, method="bilinear")
+    fine = tf.image.resize(parameters["fine"], size, method="bilinear")
+    mix = parameters["mix"][:, None, None, None]
+    texture = parameters["texture"][:, None, None, None]
+    return tf.clip_by_value((1 - mix) * gradient + mix * coarse + texture * (fine - 0.5), 0.0, 1.0)
 
 
 def make_augmenter(settings):

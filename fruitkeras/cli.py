@@ -265,12 +265,17 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
               help="Run folder or model file (default: the newest run in runs/).")
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="How many classes per image.")
 @click.option("--format", "style", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
-              help="table for people; csv (image, rank, class, probability) or json for programs.")
+              help="table for people; csv (image, rank, class, probability, verdict, familiarity) or json "
+                   "for programs.")
 def predict(images, model_arg, top, style):
-    """The most probable classes for each image, with probabilities.
+    """The most probable classes for each image, with probabilities and a verdict.
 
     IMAGES are files, folders (all their images) or globs; images of any size
-    or mode are converted as in training.
+    or mode are converted as in training.  The verdict says what the top class
+    is worth: known, unknown class (a photo like the training photos, of none
+    of the model's classes) or unfamiliar photo (not like them: a scene, not
+    one fruit on white); "not available" for a run without familiarity
+    statistics (fruitkeras fit-familiarity RUN fits them).
 
     \b
     Examples:
@@ -285,6 +290,27 @@ def predict(images, model_arg, top, style):
     text = predict_files(model_path, images, top, style)  # bad input fails here, before any other line
     announce_model(model_path, model_arg)
     click.echo(text)
+
+
+@main.command(name="fit-familiarity")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data", help="Dataset folder (holds Training/; default: the run's own, from run.json).")
+@click.option("--force", is_flag=True, help="Fit again over an existing familiarity.npz.")
+def fit_familiarity(run_dir, data, force):
+    """Fit the verdict's statistics of a run trained before verdicts existed.
+
+    Training does this itself; this command does it for an older run, on the
+    run's own Training data, validation share and augmentation, and writes
+    familiarity.npz into the run folder.
+
+    \b
+    Examples:
+      fruitkeras fit-familiarity runs/fruits77-vgg_small --data ../shared/data/fruits-360-77class
+    """
+    load_tensorflow()
+    from fruitkeras.familiarity import fit_run
+
+    fit_run(run_dir, data, force, echo=click.echo)
 
 
 @main.command(name="runs")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fruitkeras import data as datalib
 from fruitkeras.errors import FruitkerasError
+from fruitkeras.familiarity import NOT_AVAILABLE
 from fruitkeras.explain.report import explain_paths, output_name
 from fruitkeras.prediction import top_classes
 from fruitkeras.run_folder import CONFUSION_PNG, CURVES_FILE, HISTORY_FILE, METRICS_FILE, PER_CLASS_FILE, RUN_FILE
@@ -35,6 +36,8 @@ class ImageExplanation:
     figures: dict  # method -> PNG (photo | heatmap | overlay)
     maps: dict  # method -> .npy of the raw map
     seconds: dict  # method -> seconds to compute the map
+    verdict: str = NOT_AVAILABLE  # ``fruitkeras.familiarity``'s verdict
+    familiarity: float = None
 
     @property
     def predicted(self):
@@ -104,7 +107,7 @@ class Inspection:
             explained_class=self.class_names[explained.targets[0]],
             figures={method: Path(out) / f"{name}.png" for method, name in names.items()},
             maps={method: Path(out) / f"{name}.npy" for method, name in names.items()},
-            seconds=dict(explained.seconds))
+            seconds=dict(explained.seconds), verdict=explained.verdict(0)[0], familiarity=explained.verdict(0)[1])
 
     def warm_up(self, methods, options, out):
         """Explain a noise image once, so that the first visitor does not wait for TensorFlow's tracing."""

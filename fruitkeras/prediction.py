@@ -1,4 +1,8 @@
-"""Predictions for image files: the top classes with their probabilities.
+"""Predictions for image files: the top classes with their probabilities, and the verdict.
+
+The verdict (``fruitkeras.familiarity``) says whether to trust the top class:
+``known``, ``unknown class``, ``unfamiliar photo``, or ``not available`` for
+a run without familiarity statistics.
 
 Images go through ``fruitkeras.data.load_image``, the conversion every other
 command uses.  ``collect_images`` turns the command line's files, folders and
@@ -14,6 +18,7 @@ import numpy as np
 
 from fruitkeras import data as datalib
 from fruitkeras.errors import FruitkerasError
+from fruitkeras.familiarity import KNOWN, NOT_AVAILABLE
 
 
 def collect_images(inputs):
@@ -70,6 +75,8 @@ class Prediction:
     path: Path
     classes: list  # the top classes, most probable first
     probabilities: list
+    verdict: str = NOT_AVAILABLE
+    familiarity: float = None  # the cosine similarity to the nearest training photo; None when not available
 
 
 def top_classes(probabilities, class_names, top=5):
@@ -78,11 +85,20 @@ def top_classes(probabilities, class_names, top=5):
     return [class_names[i] for i in order], [float(probabilities[i]) for i in order]
 
 
-def predict_images(model, class_names, images, paths, top=5):
-    """Top-``top`` classes for each image (batch norm in inference mode)."""
+def predict_images(model, class_names, images, paths, top=5, familiarity=None):
+    """Top-``top`` classes and the verdict for each image (batch norm in inference mode).
+
+    ``familiarity``: the run's ``Familiarity`` statistics; without them every verdict is ``not available``.
+    """
     from fruitkeras.forward import predict
 
-    return [Prediction(path, *top_classes(p, class_names, top)) for path, p in zip(paths, predict(model, images))]
+    judged = familiarity.judge(model, images) if familiarity is not None else [(NOT_AVAILABLE, None)] * len(paths)
+    return [Prediction(path, *top_classes(p, class_names, top), *verdict)
+            for path, p, verdict in zip(paths, predict(model, images), judged)]
+
+
+def rounded(familiarity):
+    return None if familiarity is None else round(familiarity, 4)
 
 
 def format_predictions(predictions, style):
@@ -91,7 +107,8 @@ def format_predictions(predictions, style):
         import json
 
         return json.dumps([
-            {"image": str(p.path), "top": [{"class": c, "probability": round(q, 6)} for c, q in zip(p.classes, p.probabilities)]}
+            {"image": str(p.path), "verdict": p.verdict, "familiarity": rounded(p.familiarity),
+             "top": [{"class": c, "probability": round(q, 6)} for c, q in zip(p.classes, p.probabilities)]}
             for p in predictions
         ], indent=2)
     if style == "csv":
@@ -100,24 +117,31 @@ def format_predictions(predictions, style):
 
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["image", "rank", "class", "probability"])
+        writer.writerow(["image", "rank", "class", "probability", "verdict", "familiarity"])
         for p in predictions:
+            familiarity = "" if p.familiarity is None else f"{p.familiarity:.4f}"
             for rank, (name, probability) in enumerate(zip(p.classes, p.probabilities), start=1):
-                writer.writerow([str(p.path), rank, name, f"{probability:.6f}"])
+                writer.writerow([str(p.path), rank, name, f"{probability:.6f}", p.verdict, familiarity])
         return out.getvalue().rstrip("\n")
     lines = []
     for p in predictions:
-        lines.append(f"{p.path}: {p.classes[0]} ({p.probabilities[0]:.1%})")
+        familiarity = "" if p.familiarity is None else f", familiarity {p.familiarity:.3f}"
+        lines.append(f"{p.path}: {p.classes[0]} ({p.probabilities[0]:.1%}); verdict: {p.verdict}{familiarity}")
         lines += [f"    {rank}. {name:<24} {probability:7.2%}"
                   for rank, (name, probability) in enumerate(zip(p.classes, p.probabilities), start=1)]
     return "\n".join(lines)
 
 
-def predict_files(model_path, inputs, top=5, style="table"):
-    """The ``predict`` command's work: files, folders or globs in, formatted text out."""
+def predict_paths(model_path, inputs, top=5):
+    """``Prediction``s (top classes, verdict, familiarity) for files, folders or globs."""
     from fruitkeras.runs import load_model
 
     paths = collect_images(inputs)
     model, metadata = load_model(model_path)
     images, kept = load_images(paths, metadata["input_size"])
-    return format_predictions(predict_images(model, metadata["class_names"], images, kept, top), style)
+    return predict_images(model, metadata["class_names"], images, kept, top, metadata.get("familiarity"))
+
+
+def predict_files(model_path, inputs, top=5, style="table"):
+    """The ``predict`` command's work: files, folders or globs in, formatted text out."""
+    return format_predictions(predict_paths(model_path, inputs, top), style)

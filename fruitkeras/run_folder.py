@@ -10,6 +10,7 @@
         history.csv          one row per epoch (metrics, timestamp, seconds)
         backup/              BackupAndRestore's state while unfinished (for --resume)
         model.keras          the trained model, written once training has finished
+        familiarity.npz      the verdict's statistics (``fruitkeras.familiarity``), written with the model
         learning_curves.png
         test_metrics.json, test_per_class.csv, confusion_matrix.csv/.png, test_mistakes.csv   (eval)
 """
@@ -24,6 +25,7 @@ RUN_FILE = "run.json"
 HISTORY_FILE = "history.csv"
 BACKUP_DIR = "backup"
 MODEL_FILE = "model.keras"
+FAMILIARITY_FILE = "familiarity.npz"
 CURVES_FILE = "learning_curves.png"
 
 METRICS_FILE = "test_metrics.json"

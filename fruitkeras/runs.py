@@ -115,7 +115,11 @@ def _not_a_model(path):
 
 
 def load_model(path):
-    """Load a model file; returns (model, metadata)."""
+    """Load a model file; returns (model, metadata).
+
+    ``metadata["familiarity"]``: the verdict's statistics stored beside the model (``fruitkeras.familiarity``),
+    None for a run fitted before them.
+    """
     import keras
 
     import fruitkeras.layers  # noqa: F401  registers BatchNorm for deserialisation
@@ -138,6 +142,9 @@ def load_model(path):
         raise FruitkerasError(f"{path}: cannot load model ({first_line})") from None
     if model.output_shape[-1] != len(metadata["class_names"]):
         raise FruitkerasError(f"{path}: model has {model.output_shape[-1]} outputs but {len(metadata['class_names'])} class names")
+    from fruitkeras.familiarity import load_beside
+
+    metadata["familiarity"] = load_beside(path)
     return model, metadata
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from fruitkeras import data as datalib
+from fruitkeras import familiarity
 from fruitkeras.architecture import build_model, load_architecture, parse_architecture, with_overrides
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
-from fruitkeras.run_folder import (ARCHITECTURE_COPY, BACKUP_DIR, CURVES_FILE, HISTORY_FILE, MODEL_FILE, RUN_FILE,
-                                   RUNS_DIR, resume_command)
+from fruitkeras.run_folder import (ARCHITECTURE_COPY, BACKUP_DIR, CURVES_FILE, FAMILIARITY_FILE, HISTORY_FILE,
+                                   MODEL_FILE, RUN_FILE, RUNS_DIR, resume_command)
 from fruitkeras.runs import epochs_logged, save_model
 
 
@@ -321,6 +322,9 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
         "trained": record["finished"],
     }
     save_model(model, run_dir / MODEL_FILE, metadata)
+    # The verdict's statistics, on Training photos only (never Test): before run.json says "finished".
+    familiarity.save(familiarity.fit(model, split, train_rows, val_rows, settings["augmentation"], seed),
+                     run_dir / FAMILIARITY_FILE, run_dir / MODEL_FILE)
     _write_record(run_dir, record)
     plot_learning_curves(run_dir / HISTORY_FILE, run_dir / CURVES_FILE, record.get("resumed", ()))
     return final_dir

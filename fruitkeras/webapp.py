@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from fruitkeras.errors import FruitkerasError
+from fruitkeras.familiarity import UNFAMILIAR_PHOTO, UNKNOWN_CLASS, plain_words
 from fruitkeras.explain.registry import METHODS as REGISTRY, ExplainOptions
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the page phones nowhere
@@ -67,10 +68,22 @@ def top_table(top):
     return "\n".join(["| class | probability |", "|---|---:|", *rows])
 
 
+def verdict_text(result):
+    """The verdict in plain words, above the top-5."""
+    familiarity = "" if result.familiarity is None else f" · familiarity {result.familiarity:.2f}"
+    return f"**Verdict: {result.verdict}**{familiarity}. {plain_words(result.verdict, result.predicted)}"
+
+
 def status_line(result):
-    """The line above the maps: prediction, true class when known, explained class, seconds per method."""
+    """The line above the maps: the answer (never a class for an unfamiliar photo or an unknown class), true
+    class when known, explained class, seconds per method."""
     predicted, probability = result.top[0]
-    text = f"**Predicted: {predicted}** ({probability:.1%}) for *{result.name}*"
+    if result.verdict == UNFAMILIAR_PHOTO:
+        text = f"**Unfamiliar photo**: no class is given for *{result.name}*"
+    elif result.verdict == UNKNOWN_CLASS:
+        text = f"**None of the model's classes** for *{result.name}* (closest: {predicted}, {probability:.1%})"
+    else:
+        text = f"**Predicted: {predicted}** ({probability:.1%}) for *{result.name}*"
     if result.true_class is not None:
         text += f" · true class: {result.true_class} " + ("(correct)" if result.true_class == predicted else "(wrong)")
     text += f" · explaining '{result.explained_class}'"
@@ -123,7 +136,8 @@ def build_page(inspection, work_dir):
             return message(chosen, f"**Error:** {type(error).__name__}: {error}")
         gallery = [(str(result.figures[m]), f"{m}: {result.seconds[m]:.2f} s") for m in result.figures]
         downloads = [str(p) for m in result.figures for p in (result.figures[m], result.maps[m])]
-        return (chosen, status_line(result), result.image, top_table(result.top), gallery, downloads)
+        return (chosen, status_line(result), result.image, verdict_text(result) + "\n\n" + top_table(result.top),
+                gallery, downloads)
 
     def explain_upload(file, methods, target, patch, stride, fill, progress=gr.Progress()):
         if file is None:
@@ -192,7 +206,7 @@ def build_page(inspection, work_dir):
                                                label="fill (a name, a number or r,g,b in [0, 1])")
                     again = gr.Button("Explain again with these settings", variant="primary", elem_id="explain")
                     status = gr.Markdown("Choose an image on the left.", label="status", elem_id="status")
-                    gr.Markdown("**Top-5 predictions**")
+                    gr.Markdown("**Verdict and top-5 predictions**")
                     top5 = gr.Markdown("", elem_id="top5")
                     # The heading stands above the gallery: as the gallery's own label it covered the first title.
                     gr.Markdown("**Heatmaps:** photo | map | overlay")

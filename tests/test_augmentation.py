@@ -123,3 +123,60 @@ def test_stream_does_not_depend_on_the_thread_count(image_folders, monkeypatch, 
     reference = stream()
     monkeypatch.setattr(os, "cpu_count", lambda: threads)
     np.testing.assert_array_equal(stream(), reference)
+
+
+COMPOSITING = {"flip": False, "rotation": 0.0, "zoom": 0.0, "brightness": 0.0, "hue": 0.0, "saturation": 0.0,
+               "background": 0.5, "zoom_out": 0.0}
+
+
+def disc_on_white(size=40, radius=12):
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < radius**2
+    image = np.ones((size, size, 3), np.float32)
+    image[disc] = (0.7, 0.1, 0.2)
+    return image, disc
+
+
+def test_compositing_keeps_the_fruit_and_replaces_the_white_background():
+    image, disc = disc_on_white()
+    batch = tf.constant(np.stack([image, image]))
+    parameters = augmentation.draw_parameters(COMPOSITING, augmentation.batch_key(0, 0, 0), 2)
+    parameters["composited"] = tf.constant([1.0, 0.0])  # the first laid on a background, the second not
+    out = augmentation.apply(batch, parameters, COMPOSITING).numpy()
+
+    mask = augmentation.fruit_mask(batch).numpy()[0, ..., 0]
+    np.testing.assert_array_equal(mask == 1.0, disc)  # the mask is the fruit, exactly
+    np.testing.assert_array_equal(mask == 0.0, ~disc)
+    np.testing.assert_array_equal(out[0][disc], image[disc])  # fruit pixels kept
+    background = augmentation.make_backgrounds(parameters, 40, 40).numpy()[0]
+    np.testing.assert_allclose(out[0][~disc], background[~disc], atol=1e-6)  # the white replaced ...
+    assert np.abs(out[0][~disc] - 1.0).mean() > 0.05  # ... by something that is not white
+    assert background.std(axis=(0, 1)).max() > 0.02  # and not one flat colour
+    np.testing.assert_array_equal(out[1], image)  # an image not drawn for compositing stays as it was
+
+
+def test_zoom_out_shrinks_and_moves_only_the_composited_fruit():
+    image, disc = disc_on_white()
+    settings = dict(COMPOSITING, zoom_out=0.5)
+    parameters = augmentation.draw_parameters(settings, augmentation.batch_key(0, 0, 1), 2)
+    parameters.update(composited=tf.constant([1.0, 0.0]), scale=tf.constant([0.5, 1.0]),
+                      shift_x=tf.constant([0.2, 0.0]), shift_y=tf.constant([-0.1, 0.0]))
+    out = augmentation.apply(tf.constant(np.stack([image, image])), parameters, settings).numpy()
+    red = (out[..., 0] > 0.6) & (out[..., 1] < 0.2) & (out[..., 2] < 0.3)
+    assert abs(red[0].sum() / disc.sum() - 0.25) < 0.05  # half the size: a quarter of the area
+    rows, columns = np.nonzero(red[0])
+    assert abs(columns.mean() - (19.5 + 0.2 * 40)) < 1 and abs(rows.mean() - (19.5 - 0.1 * 40)) < 1
+    np.testing.assert_array_equal(out[1], image)
+
+
+def test_architecture_files_switch_compositing_on_by_name(architecture_file):
+    from fruitkeras.architecture import load_architecture
+    from fruitkeras.errors import FruitkerasError
+
+    source = {"name": "c", "input": {"height": 32, "width": 32}, "layers": [{"type": "global_avg_pool"}],
+              "training": {"augmentation": {"background": 0.5, "zoom_out": 0.6}}}
+    settings = load_architecture(architecture_file(source)).training["augmentation"]
+    assert settings["background"] == 0.5 and settings["zoom_out"] == 0.6
+    source["training"]["augmentation"]["zoom_out"] = 1.5
+    with pytest.raises(FruitkerasError, match="zoom_out"):
+        load_architecture(architecture_file(source))

@@ -227,7 +227,7 @@ def test_predict_formats_agree_with_the_model(trained_run, runner, tmp_path):
         assert len(row["top"]) == 3
         assert f"{row['image']}: {row['top'][0]['class']} (" in table.output
     as_csv = runner.invoke(main, ["predict", str(images[0]), "--model", str(trained_run["run_dir"]), "--format", "csv"])
-    assert as_csv.stdout.splitlines()[0] == "image,rank,class,probability" and len(as_csv.stdout.splitlines()) == 4
+    assert as_csv.stdout.splitlines()[0] == "image,rank,class,probability,verdict,familiarity" and len(as_csv.stdout.splitlines()) == 4
 
 
 def test_predict_bad_input(trained_run, runner, tmp_path):

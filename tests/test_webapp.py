@@ -105,7 +105,8 @@ def top_label(label_output):
 
 def top5_rows(table):
     """(class, probability) of the page's top-5 Markdown table."""
-    return [tuple(cell.strip() for cell in line.strip("|").split("|")) for line in table.splitlines()[2:]]
+    rows = [line for line in table.splitlines() if line.startswith("|")][2:]  # the verdict line stands above
+    return [tuple(cell.strip() for cell in line.strip("|").split("|")) for line in rows]
 
 
 def test_a_sample_is_explained_with_the_same_maps_as_the_cli(client, tmp_path):
@@ -187,9 +188,10 @@ def test_a_huge_photo_is_scaled_like_the_cli_does(client, tmp_path):
     canvas = Image.new("RGB", (6000, 4000), (255, 255, 255))
     canvas.paste(fruit, (1000, 0))
     canvas.save(big, quality=90)
-    status, preview, *_ = client.predict(handle_file(big), *settings(), api_name="/explain_upload")
-    cli = json.loads(predict_files(SHIPPED_RUN / "model.keras", [big], style="json"))[0]["top"][0]
-    assert status.startswith(f"**Predicted: {cli['class']}** ({cli['probability']:.1%})"), (status, cli)
+    status, preview, top5, *_ = client.predict(handle_file(big), *settings(), api_name="/explain_upload")
+    cli = json.loads(predict_files(SHIPPED_RUN / "model.keras", [big], style="json"))[0]
+    assert top5_rows(top5)[0] == (f"**{cli['top'][0]['class']}**", f"{cli['top'][0]['probability']:.1%}"), (top5, cli)
+    assert f"Verdict: {cli['verdict']}" in top5
     assert Image.open(preview).size == (100, 100)
 
 
@@ -288,10 +290,15 @@ def save_screenshot(driver, name):
         driver.save_screenshot(str(Path(folder) / name))
 
 
-def cli_prediction(path):
+def cli_json(path):
+    """`fruitkeras predict --format json`'s record of one image, with the shipped model."""
     output = subprocess.run([sys.executable, "-m", "fruitkeras.cli", "predict", str(path), "--model", str(SHIPPED_RUN),
                              "--format", "json"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    return json.loads(output)[0]["top"][0]["class"]
+    return json.loads(output)[0]
+
+
+def cli_prediction(path):
+    return cli_json(path)["top"][0]["class"]
 
 
 def test_browser_upload_shows_the_prediction_of_fruitkeras_predict_and_heatmaps(server, browser):
@@ -388,3 +395,29 @@ def test_serve_refuses_a_busy_port_and_mismatched_data_in_one_line(runner, train
     assert result.exit_code == 1 and "class mismatch" in result.output and "Traceback" not in result.output
     result = runner.invoke(main, ["serve", "runs/no-such-run"])
     assert result.exit_code == 1 and "no such model file" in result.output
+
+
+def test_browser_shows_the_verdict_and_gives_no_class_for_an_unfamiliar_photo(server, browser, tmp_path):
+    """A cluttered scene gets the verdict 'unfamiliar photo' above the top-5, and the status line names no class;
+    a sample photo of a trained class gets 'known' and its class, as `fruitkeras predict` says."""
+    from selenium.webdriver.common.by import By
+
+    rng = np.random.default_rng(3)
+    scene = np.zeros((300, 400, 3), dtype=np.uint8) + rng.integers(0, 256, 3).astype(np.uint8)
+    for _ in range(40):  # overlapping coloured boxes: a busy table, nothing like one fruit on white
+        y, x = rng.integers(0, 280), rng.integers(0, 380)
+        scene[y : y + rng.integers(10, 120), x : x + rng.integers(10, 120)] = rng.integers(0, 256, 3)
+    photo = tmp_path / "table.jpg"
+    Image.fromarray(scene).save(photo)
+    browser.get(server)
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
+    upload(browser, photo)
+    wait_for(browser, lambda d: "Unfamiliar photo" in status_text(d))
+    assert "Predicted" not in status_text(browser)
+    assert "Verdict: unfamiliar photo" in browser.find_element(By.ID, "top5").text
+    assert cli_json(photo)["verdict"] == "unfamiliar photo"
+    clear_upload(browser)
+    upload(browser, SAMPLES / "Eggplant_1.jpg")
+    wait_for(browser, lambda d: "Predicted: Eggplant" in status_text(d))
+    assert "Verdict: known" in browser.find_element(By.ID, "top5").text
+    assert cli_json(SAMPLES / "Eggplant_1.jpg")["verdict"] == "known"

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fruitkeras.errors import FruitkerasError
+from fruitkeras.familiarity import NOT_AVAILABLE
 from fruitkeras.explain.drawing import explanation_figure, save_figure
 from fruitkeras.explain.gradcam import feature_layer_index
 from fruitkeras.explain.occlusion import check_geometry, parse_fill
@@ -42,10 +43,16 @@ class Explained:
     base_losses: np.ndarray
     maps: dict  # method -> (N, H, W)
     seconds: dict  # method -> seconds for all images
+    verdicts: list = None  # per image (verdict, familiarity) (``fruitkeras.familiarity``)
+
+    def verdict(self, index):
+        return self.verdicts[index] if self.verdicts else (NOT_AVAILABLE, None)
 
     def title(self, index):
         guess, target = self.predicted[index], self.targets[index]
+        verdict, familiarity = self.verdict(index)
         title = f"{Path(self.paths[index]).name}: {self.class_names[guess]} ({self.probabilities[index, guess]:.1%})"
+        title += f" [{verdict}" + ("" if familiarity is None else f", familiarity {familiarity:.2f}") + "]"
         return f"{title}\nexplaining '{self.class_names[target]}', loss {self.base_losses[index]:.3g}"
 
 
@@ -71,8 +78,10 @@ def explain_images(model, metadata, images, paths, methods, options, label=None)
         started = time.perf_counter()
         maps[method] = METHOD[method].load()(model, images, targets, **kwargs)
         seconds[method] = time.perf_counter() - started
+    familiarity = metadata.get("familiarity")
+    verdicts = familiarity.judge(model, images) if familiarity is not None else None
     return Explained(list(paths), images, classes, predicted, probabilities, targets,
-                     losses(model, images, targets), maps, seconds)
+                     losses(model, images, targets), maps, seconds, verdicts)
 
 
 def reference_level(method, options, explained, index):
@@ -127,8 +136,10 @@ def summary_lines(explained):
     lines = []
     for index, path in enumerate(explained.paths):
         guess, target = explained.predicted[index], explained.targets[index]
+        verdict, familiarity = explained.verdict(index)
         lines.append(f"{path}: predicted {explained.class_names[guess]} ({explained.probabilities[index, guess]:.1%}), "
-                     f"explaining '{explained.class_names[target]}'")
+                     f"verdict: {verdict}" + ("" if familiarity is None else f" (familiarity {familiarity:.3f})")
+                     + f", explaining '{explained.class_names[target]}'")
     count = len(explained.paths)
     for method, seconds in explained.seconds.items():
         lines.append(f"{method}: {count} image(s) in {seconds:.2f} s ({seconds / count:.3f} s per image)")

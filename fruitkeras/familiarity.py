@@ -1,0 +1,297 @@
+"""The verdict that comes with every prediction: ``known``, ``unknown class`` or ``unfamiliar photo``.
+
+Two statistics of a trained model, fitted on its Training photos only and
+stored in the run folder (``familiarity.npz``):
+
+* **photo typicality**: how typical the photo's low-level statistics are of the
+  training photos, whatever their class.  Each block's feature maps are
+  summarised by the mean and standard deviation of every channel (at every
+  layer that shrinks the image: the input of a strided convolution, of a
+  pooling or of the flattening), and one Gaussian (shrunk covariance) is fitted
+  over those summaries; the score is minus the squared Mahalanobis distance.
+  A scene, a cluttered table or noise is far from a single fruit on white.
+* **familiarity**: the cosine similarity between the photo's penultimate
+  features (the input of the classifier layer) and those of the nearest
+  training photo; 1 is a copy of a training photo.  A fruit of a class the
+  model never saw is far from all of them, although it is a studio photo.
+
+Both are fitted on the training photos as they are; the thresholds accept
+``ACCEPTED_SHARE`` of held-out training photos: the run's validation share,
+seen through the run's own training augmentation.
+Fruits-360's validation frames are near-copies of training frames (consecutive
+frames of one rotating fruit), and a threshold set on them as they are turns
+away about one Test photo in ten; the augmentation stands for the difference
+between two photos of the same fruit that training promises to bridge.
+``docs/real-photos.md`` compares this choice with max-softmax, max-logit,
+energy and Mahalanobis scores, measured by ``benchmarks/verdict_methods.py``.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from fruitkeras.errors import FruitkerasError
+
+KNOWN = "known"
+UNKNOWN_CLASS = "unknown class"
+UNFAMILIAR_PHOTO = "unfamiliar photo"
+NOT_AVAILABLE = "not available"
+VERDICTS = (KNOWN, UNKNOWN_CLASS, UNFAMILIAR_PHOTO, NOT_AVAILABLE)
+
+ACCEPTED_SHARE = 0.99  # of held-out in-distribution photos, by both thresholds together
+SHRINKAGE = 1e-3  # of the covariance towards its mean variance: the summaries have near-constant channels
+BANK_SCALE = 127  # the normalised features are stored as int8: a similarity error under 0.01
+CALIBRATION_STREAM = 2  # the seed offset of the calibration augmentation (training uses seed, precise BN seed + 1)
+BATCH = 256
+
+
+@dataclass
+class Familiarity:
+    """A model's fitted verdict statistics (``fit``) and what they say of images (``judge``)."""
+
+    photo_mean: np.ndarray  # (D,) the mean block summary of the training photos
+    photo_precision: np.ndarray  # (D, D) the inverse of their shrunk covariance
+    photo_threshold: float  # photo typicality below this: an unfamiliar photo
+    bank: np.ndarray  # (M, K) int8: the training photos' normalised penultimate features
+    familiarity_threshold: float  # familiarity below this: an unknown class
+    details: dict = field(default_factory=dict)  # how and on what it was fitted
+
+    def scores(self, model, images):
+        """(photo typicality, familiarity) of float images (N, H, W, 3), each (N,)."""
+        summaries, features = image_features(model, images)
+        if summaries.shape[1] != len(self.photo_mean) or features.shape[1] != self.bank.shape[1]:
+            raise FruitkerasError("the familiarity statistics do not fit this model's layers; "
+                                  "fit them again (fruitkeras fit-familiarity RUN)")
+        return photo_typicality(summaries, self.photo_mean, self.photo_precision), nearest_similarity(features, self.bank)
+
+    def judge(self, model, images):
+        """[(verdict, familiarity)] for each image."""
+        typicality, familiarity = self.scores(model, images)
+        return [(verdict(t, f, self.photo_threshold, self.familiarity_threshold), float(f))
+                for t, f in zip(typicality, familiarity)]
+
+
+def plain_words(verdict, top_class):
+    """The verdict as a sentence for people: what the top class is worth."""
+    return {
+        KNOWN: f"It looks like {top_class}, one of the model's classes.",
+        UNKNOWN_CLASS: f"A photo like the training photos (one fruit on white), but of none of the model's classes; "
+                       f"the closest is {top_class}.",
+        UNFAMILIAR_PHOTO: "Not like the photos the model learned from (one fruit on white): its classes below are "
+                          "no answer.",
+        NOT_AVAILABLE: f"The top class is {top_class}; this run has no familiarity statistics to judge it "
+                       "(fruitkeras fit-familiarity RUN fits them).",
+    }[verdict]
+
+
+def verdict(typicality, familiarity, photo_threshold, familiarity_threshold):
+    """The verdict of one image's two scores: the photo is judged before the class."""
+    if typicality < photo_threshold:
+        return UNFAMILIAR_PHOTO
+    if familiarity < familiarity_threshold:
+        return UNKNOWN_CLASS
+    return KNOWN
+
+
+def _summaries_and_features(layers):
+    import tensorflow as tf
+
+    def run(images):
+        summaries, features = [], images
+        for layer in layers[:-1]:  # the last layer is the classifier (``build_model``)
+            output = layer(features, training=False)
+            shrinks = len(features.shape) == 4 and (len(output.shape) != 4 or output.shape[1] < features.shape[1])
+            if shrinks:
+                block = tf.cast(features, tf.float32)
+                summaries += [tf.reduce_mean(block, axis=[1, 2]), tf.math.reduce_std(block, axis=[1, 2])]
+            features = output
+        return tf.concat(summaries, axis=1), tf.math.l2_normalize(tf.cast(features, tf.float32), axis=1)
+
+    return run
+
+
+def image_features(model, images):
+    """(block summaries (N, D), normalised penultimate features (N, K)) of float images, as NumPy arrays."""
+    from fruitkeras.forward import compiled
+
+    function = compiled(model, "familiarity-features", lambda proxy: _summaries_and_features(list(proxy.layers)))
+    images = np.asarray(images, dtype=np.float32)
+    parts = [function(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
+    return tuple(np.concatenate([np.asarray(part[k]) for part in parts]) for k in (0, 1))
+
+
+def photo_typicality(summaries, mean, precision):
+    """Minus the squared Mahalanobis distance of each summary to the training photos' Gaussian."""
+    centred = np.asarray(summaries, dtype=np.float64) - mean
+    return -np.einsum("ij,jk,ik->i", centred, precision, centred)
+
+
+def nearest_similarity(features, bank, chunk=4096):
+    """The cosine similarity of each normalised feature vector to its nearest vector in the int8 bank."""
+    features = np.asarray(features, dtype=np.float32)
+    best = np.full(len(features), -1.0, dtype=np.float32)
+    for start in range(0, len(bank), chunk):
+        part = bank[start : start + chunk].astype(np.float32) / BANK_SCALE
+        part /= np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+        best = np.maximum(best, (features @ part.T).max(axis=1))
+    return best
+
+
+def gaussian(summaries):
+    """(mean, precision) of the summaries, the covariance shrunk towards its mean variance."""
+    summaries = np.asarray(summaries, dtype=np.float64)
+    mean = summaries.mean(axis=0)
+    centred = summaries - mean
+    covariance = centred.T @ centred / max(len(summaries) - 1, 1)
+    scale = max(float(np.trace(covariance)) / len(covariance), 1e-12)
+    covariance = (1 - SHRINKAGE) * covariance + SHRINKAGE * scale * np.eye(len(covariance))
+    return mean, np.linalg.inv(covariance)
+
+
+def thresholds(typicality, familiarity, accepted_share=ACCEPTED_SHARE):
+    """(photo threshold, familiarity threshold) that together accept ``accepted_share`` of these
+    in-distribution scores: half the rejections to each test, the photo's first."""
+    rejected = 1.0 - accepted_share
+    photo = float(np.quantile(typicality, rejected / 2))
+    kept = familiarity[typicality >= photo]
+    # Of the photos the first test keeps, the second rejects enough to reach the total.
+    share_left = 1.0 - accepted_share / max(len(kept) / len(familiarity), accepted_share)
+    return photo, float(np.quantile(kept, min(max(share_left, 0.0), 1.0)))
+
+
+def _split_features(model, split, rows, augmenter=None, seed=0):
+    """Features of the split's ``rows``; through ``augmenter`` (keyed per batch on ``seed``) when given."""
+    import tensorflow as tf
+
+    from fruitkeras.augmentation import batch_key
+    from fruitkeras.data import PIXEL_SCALE
+
+    summaries, features = [], []
+    for number, start in enumerate(range(0, len(rows), BATCH)):
+        batch = split.images[rows[start : start + BATCH]].astype(np.float32) * np.float32(PIXEL_SCALE)
+        if augmenter is not None:
+            batch = np.asarray(augmenter(tf.constant(batch), batch_key(seed, 0, number)))
+        s, f = image_features(model, batch)
+        summaries.append(s)
+        features.append(f)
+    return np.concatenate(summaries), np.concatenate(features)
+
+
+def fit(model, split, train_rows, validation_rows, augmentation=None, seed=0):
+    """Fit the verdict's statistics on a decoded Training split: the Gaussian and the bank on ``train_rows`` as
+    they are, the thresholds on ``validation_rows`` seen through the ``augmentation`` settings (training's own).
+
+    A run without a validation share lends a tenth of its training rows (in blocks of 10 frames) for the
+    thresholds.
+    """
+    from fruitkeras.augmentation import make_augmenter
+    from fruitkeras.data import split_validation
+
+    train_rows, validation_rows = np.asarray(train_rows), np.asarray(validation_rows)
+    if not len(validation_rows):
+        subset = split.subset(train_rows)
+        kept, lent = split_validation(subset, 0.1, seed, block=10)
+        train_rows, validation_rows = train_rows[kept], train_rows[lent]
+    if not len(validation_rows) or not len(train_rows):
+        raise FruitkerasError("too few training images to fit the familiarity statistics")
+    summaries, features = _split_features(model, split, train_rows)
+    mean, precision = gaussian(summaries)
+    bank = np.round(features * BANK_SCALE).astype(np.int8)
+    augmenter = make_augmenter(augmentation)
+    calibration = _split_features(model, split, validation_rows, augmenter, seed + CALIBRATION_STREAM)
+    typicality = photo_typicality(calibration[0], mean, precision)
+    familiarity = nearest_similarity(calibration[1], bank)
+    photo_threshold, familiarity_threshold = thresholds(typicality, familiarity)
+    details = {
+        "fitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "training_photos": int(len(train_rows)),
+        "calibration_photos": int(len(validation_rows)),
+        "calibration_augmented": augmenter is not None,
+        "accepted_share": ACCEPTED_SHARE,
+    }
+    return Familiarity(mean, precision, photo_threshold, bank, familiarity_threshold, details)
+
+
+def save(familiarity, path, model_path):
+    """Write the statistics next to the model they belong to (``model_path``'s checksum is kept with them)."""
+    path = Path(path)
+    details = dict(familiarity.details, model_sha256=_checksum(model_path))
+    temporary = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(temporary, photo_mean=familiarity.photo_mean.astype(np.float32),
+                        photo_precision=familiarity.photo_precision.astype(np.float32),
+                        photo_threshold=np.float64(familiarity.photo_threshold), bank=familiarity.bank,
+                        familiarity_threshold=np.float64(familiarity.familiarity_threshold),
+                        details=np.array(json.dumps(details)))
+    temporary.replace(path)
+
+
+def load(path, model_path=None):
+    """The statistics in ``path``; with ``model_path``, refused (FruitkerasError) when fitted for another model."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            familiarity = Familiarity(stored["photo_mean"].astype(np.float64),
+                                      stored["photo_precision"].astype(np.float64),
+                                      float(stored["photo_threshold"]), stored["bank"],
+                                      float(stored["familiarity_threshold"]), json.loads(str(stored["details"])))
+    except (OSError, KeyError, ValueError) as error:
+        raise FruitkerasError(f"{path}: unreadable familiarity statistics ({error}); "
+                              "fit them again (fruitkeras fit-familiarity RUN)") from None
+    if model_path is not None and familiarity.details.get("model_sha256") != _checksum(model_path):
+        raise FruitkerasError(f"{path} was fitted for another model than {model_path}; "
+                              f"fit it again: fruitkeras fit-familiarity {Path(model_path).parent}")
+    return familiarity
+
+
+def _checksum(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_beside(model_path):
+    """The statistics stored beside a model file, or None for a run fitted before verdicts existed."""
+    from fruitkeras.run_folder import FAMILIARITY_FILE
+
+    path = Path(model_path).parent / FAMILIARITY_FILE
+    return load(path, model_path) if path.exists() else None
+
+
+def fit_run(run_dir, data=None, force=False, echo=print):
+    """The ``fit-familiarity`` command: fit a finished run's statistics on its own Training data (the run's
+    seed, sample limit, validation share and augmentation) and write them into the run folder."""
+    from fruitkeras import data as datalib
+    from fruitkeras.architecture import load_architecture, with_overrides
+    from fruitkeras.run_folder import ARCHITECTURE_COPY, FAMILIARITY_FILE, MODEL_FILE, RUN_FILE
+    from fruitkeras.runs import load_model
+
+    run_dir = Path(run_dir)
+    model_path, out = run_dir / MODEL_FILE, run_dir / FAMILIARITY_FILE
+    if not model_path.is_file() or not (run_dir / RUN_FILE).is_file():
+        raise FruitkerasError(f"{run_dir}: not a finished run folder (no {MODEL_FILE} or {RUN_FILE})")
+    if out.exists() and not force:
+        raise FruitkerasError(f"{out} exists; --force fits it again (the same data and seed give the same file)")
+    try:
+        record = json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise FruitkerasError(f"{run_dir / RUN_FILE}: unreadable run record ({error})") from None
+    architecture = with_overrides(load_architecture(run_dir / ARCHITECTURE_COPY), record.get("overrides"))
+    data_root = datalib.resolve_data_dir(data) if data else Path(record["data"])
+    if not (data_root / datalib.TRAIN_SPLIT).is_dir():
+        raise FruitkerasError(f"{data_root / datalib.TRAIN_SPLIT}: no such folder; name the run's data with --data")
+    model, metadata = load_model(model_path)
+    seed = record.get("seed", 0)
+    listed = datalib.scan_split(data_root / datalib.TRAIN_SPLIT, record.get("limit_per_class"), seed)
+    datalib.check_same_classes(metadata["class_names"], listed.class_names, "the model",
+                               f"{data_root / datalib.TRAIN_SPLIT}/")
+    split = datalib.decode_split(listed, tuple(metadata["input_size"]))
+    datalib.relabel(split, metadata["class_names"])
+    settings = architecture.training
+    train_rows, validation_rows = datalib.split_validation(split, settings["validation_split"], seed,
+                                                           settings["validation_block"])
+    familiarity = fit(model, split, train_rows, validation_rows, settings["augmentation"], seed)
+    save(familiarity, out, model_path)
+    echo(f"wrote {out}: fitted on {familiarity.details['training_photos']} training photos, thresholds on "
+         f"{familiarity.details['calibration_photos']} held-out ones")
+    return out

@@ -1,0 +1,167 @@
+"""The verdict (known / unknown class / unfamiliar photo) and its familiarity statistics, on real TensorFlow paths.
+
+A small model is trained on discs of six colours around the colour wheel, one
+class each.  A disc of a colour between two of them (teal, lime) is a photo
+like the training photos of no trained class: ``unknown class``.  Noise and a
+cluttered scene are like none of the training photos: ``unfamiliar photo``.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import RECIPE_TINY, draw_fruit, make_image_folders
+from fruitkeras import familiarity
+from fruitkeras.cli import main
+from fruitkeras.run_folder import FAMILIARITY_FILE
+
+WHEEL = {"red": (220, 30, 30), "yellow": (220, 200, 30), "green": (40, 180, 40), "cyan": (30, 180, 200),
+         "blue": (40, 50, 210), "magenta": (200, 40, 190)}
+BETWEEN = {"teal": (35, 180, 120), "lime": (130, 190, 35)}  # halfway between two classes, same lightness
+
+
+@pytest.fixture(scope="module")
+def wheel_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wheel")
+    data = make_image_folders(base / "fruits", train_per_class=24, test_per_class=4, classes=WHEEL)
+    architecture = json.loads(json.dumps(RECIPE_TINY))
+    architecture["training"]["epochs"] = 6
+    architecture["training"]["augmentation"] = {"flip": True, "rotation": 0.1, "zoom": 0.1, "brightness": 0.05,
+                                                "hue": 0.0, "saturation": 0.0}
+    (base / "wheel.json").write_text(json.dumps(architecture))
+    run_dir = base / "run"
+    result = CliRunner().invoke(main, ["train", str(base / "wheel.json"), "--data", str(data), "--run-dir",
+                                       str(run_dir), "--quiet"])
+    assert result.exit_code == 0, result.output
+    from fruitkeras.runs import load_model
+
+    model, metadata = load_model(run_dir / "model.keras")
+    return {"run_dir": run_dir, "data": data, "model": model, "familiarity": metadata["familiarity"]}
+
+
+def model_input(pixels):
+    from fruitkeras.data import fit_to_size
+
+    return fit_to_size(pixels, (32, 32)).astype(np.float32) / 255
+
+
+def cluttered_scene(rng, size=60):
+    scene = np.zeros((size, size, 3), dtype=np.uint8) + rng.integers(0, 256, 3).astype(np.uint8)
+    for _ in range(15):
+        y, x = rng.integers(0, size - 4, size=2)
+        scene[y : y + rng.integers(3, 20), x : x + rng.integers(3, 20)] = rng.integers(0, 256, 3)
+    return scene
+
+
+def verdicts(run, images):
+    return [verdict for verdict, _ in run["familiarity"].judge(run["model"], np.stack(images))]
+
+
+def test_training_stores_the_statistics_with_the_run(wheel_run):
+    stored = familiarity.load(wheel_run["run_dir"] / FAMILIARITY_FILE, wheel_run["run_dir"] / "model.keras")
+    assert stored.details["training_photos"] + stored.details["calibration_photos"] == 6 * 24
+    assert stored.bank.shape == (stored.details["training_photos"], 16)  # the penultimate layer's 16 units
+    assert stored.bank.dtype == np.int8
+
+
+def test_a_new_photo_of_a_trained_class_is_known(wheel_run):
+    rng = np.random.default_rng(11)
+    images = [model_input(draw_fruit(colour, rng)) for colour in WHEEL.values() for _ in range(3)]
+    assert verdicts(wheel_run, images).count(familiarity.KNOWN) >= 17  # of 18
+
+
+def test_a_colour_between_two_classes_is_an_unknown_class(wheel_run):
+    rng = np.random.default_rng(12)
+    images = [model_input(draw_fruit(colour, rng)) for colour in BETWEEN.values() for _ in range(8)]
+    assert verdicts(wheel_run, images).count(familiarity.UNKNOWN_CLASS) >= 13  # of 16
+
+
+def test_noise_and_a_cluttered_scene_are_unfamiliar_photos(wheel_run):
+    rng = np.random.default_rng(13)
+    images = [rng.uniform(0, 1, (32, 32, 3)).astype(np.float32) for _ in range(5)]
+    images += [model_input(cluttered_scene(rng)) for _ in range(5)]
+    assert verdicts(wheel_run, images) == [familiarity.UNFAMILIAR_PHOTO] * 10
+
+
+def test_the_thresholds_accept_the_share_of_held_out_photos():
+    rng = np.random.default_rng(0)
+    typicality, similarity = rng.normal(size=10_000), rng.normal(size=10_000)
+    photo, known = familiarity.thresholds(typicality, similarity)
+    accepted = (typicality >= photo) & (similarity >= known)
+    assert abs(accepted.mean() - familiarity.ACCEPTED_SHARE) < 0.001
+    assert abs((typicality < photo).mean() - (1 - familiarity.ACCEPTED_SHARE) / 2) < 0.001
+
+
+def test_fit_familiarity_refits_an_old_run_to_the_same_statistics(wheel_run, tmp_path, runner):
+    old = shutil.copytree(wheel_run["run_dir"], tmp_path / "old")
+    (old / FAMILIARITY_FILE).unlink()  # as a run trained before verdicts existed
+    result = runner.invoke(main, ["predict", str(wheel_run["data"] / "Test" / "red"), "--model", str(old),
+                                  "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert {(p["verdict"], p["familiarity"]) for p in json.loads(result.stdout)} == {("not available", None)}
+
+    result = runner.invoke(main, ["fit-familiarity", str(old), "--data", str(wheel_run["data"])])
+    assert result.exit_code == 0, result.output
+    refitted, trained = (familiarity.load(folder / FAMILIARITY_FILE) for folder in (old, wheel_run["run_dir"]))
+    assert refitted.photo_threshold == trained.photo_threshold
+    assert refitted.familiarity_threshold == trained.familiarity_threshold
+    np.testing.assert_array_equal(refitted.bank, trained.bank)
+
+    again = runner.invoke(main, ["fit-familiarity", str(old)])
+    assert again.exit_code != 0 and "--force" in again.output and "Traceback" not in again.output
+
+
+def test_statistics_of_another_model_are_refused_in_one_line(wheel_run, trained_run, tmp_path, runner):
+    mixed = shutil.copytree(trained_run["run_dir"], tmp_path / "mixed")
+    shutil.copyfile(wheel_run["run_dir"] / FAMILIARITY_FILE, mixed / FAMILIARITY_FILE)
+    result = runner.invoke(main, ["predict", str(trained_run["data"] / "Test"), "--model", str(mixed)])
+    assert result.exit_code != 0
+    assert "fitted for another model" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_predict_gives_verdict_and_familiarity_in_every_format(trained_run, runner, tmp_path):
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(noise)
+    inputs = [str(trained_run["data"] / "Test" / "kiwi"), str(noise)]
+    model = ["--model", str(trained_run["run_dir"])]
+
+    records = json.loads(runner.invoke(main, ["predict", *inputs, *model, "--format", "json"]).stdout)
+    assert len(records) == 6
+    for record in records:
+        assert list(record) == ["image", "verdict", "familiarity", "top"]
+        assert record["verdict"] in familiarity.VERDICTS[:3]
+        assert -1.0 <= record["familiarity"] <= 1.0
+    assert records[-1]["verdict"] == familiarity.UNFAMILIAR_PHOTO
+
+    rows = runner.invoke(main, ["predict", *inputs, *model, "--format", "csv"]).stdout.splitlines()
+    assert rows[0] == "image,rank,class,probability,verdict,familiarity"
+    by_image = {}
+    for row in rows[1:]:
+        image, _, _, _, verdict, score = row.split(",")
+        by_image.setdefault(image, set()).add((verdict, score))
+    assert len(by_image) == 6 and all(len(pairs) == 1 for pairs in by_image.values())  # every row carries them
+    assert by_image[str(noise)] == {(records[-1]["verdict"], f"{records[-1]['familiarity']:.4f}")}
+
+    table = runner.invoke(main, ["predict", str(noise), *model]).stdout
+    assert f"verdict: unfamiliar photo, familiarity {records[-1]['familiarity']:.3f}" in table
+
+
+def test_explain_names_the_verdict_in_the_terminal_and_the_figure(trained_run, runner, tmp_path):
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(noise)
+    result = runner.invoke(main, ["explain", str(noise), "--model", str(trained_run["run_dir"]), "--out",
+                                  str(tmp_path / "maps")])
+    assert result.exit_code == 0, result.output
+    assert "verdict: unfamiliar photo (familiarity" in result.output
+
+    from fruitkeras.explain.report import explain_images, ExplainOptions
+    from fruitkeras.runs import load_model
+
+    model, metadata = load_model(trained_run["model"])
+    image = np.asarray(Image.open(noise).resize((32, 32)), dtype=np.float32)[None] / 255
+    explained = explain_images(model, metadata, image, [noise], ["gradient"], ExplainOptions())
+    assert "[unfamiliar photo, familiarity" in explained.title(0)
