@@ -28,6 +28,7 @@ energy and Mahalanobis scores, measured by ``benchmarks/verdict_methods.py``.
 
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -237,9 +238,9 @@ def load(path, model_path=None):
                                       stored["photo_precision"].astype(np.float64),
                                       float(stored["photo_threshold"]), stored["bank"],
                                       float(stored["familiarity_threshold"]), json.loads(str(stored["details"])))
-    except (OSError, KeyError, ValueError) as error:
-        raise FruitkerasError(f"{path}: unreadable familiarity statistics ({error}); "
-                              "fit them again (fruitkeras fit-familiarity RUN)") from None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        raise FruitkerasError(f"{path}: not a readable familiarity file (damaged or cut short); "
+                              f"fit it again: fruitkeras fit-familiarity {Path(path).parent} --force") from None
     if model_path is not None and familiarity.details.get("model_sha256") != _checksum(model_path):
         raise FruitkerasError(f"{path} was fitted for another model than {model_path}; "
                               f"fit it again: fruitkeras fit-familiarity {Path(model_path).parent}")

@@ -165,3 +165,13 @@ def test_explain_names_the_verdict_in_the_terminal_and_the_figure(trained_run, r
     image = np.asarray(Image.open(noise).resize((32, 32)), dtype=np.float32)[None] / 255
     explained = explain_images(model, metadata, image, [noise], ["gradient"], ExplainOptions())
     assert "[unfamiliar photo, familiarity" in explained.title(0)
+
+
+@pytest.mark.parametrize("content", [b"junk", None])
+def test_a_damaged_familiarity_file_is_a_one_line_error(trained_run, tmp_path, runner, content):
+    run = shutil.copytree(trained_run["run_dir"], tmp_path / "run")
+    stored = (run / FAMILIARITY_FILE).read_bytes()
+    (run / FAMILIARITY_FILE).write_bytes(content if content is not None else stored[: len(stored) // 2])
+    result = runner.invoke(main, ["predict", str(trained_run["data"] / "Test" / "kiwi"), "--model", str(run)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "not a readable familiarity file" in result.output and "fit-familiarity" in result.output
