@@ -302,9 +302,10 @@ def test_cli_writes_figures_and_maps(trained_run, runner, tmp_path):
             assert width > 2 * height and colours > 100  # three panels: photo, heatmap with its scale, overlay
         assert only(out, f"grid_{method}-*.png").exists()
         assert re.search(rf"^{method}: 3 image\(s\) in [0-9.]+ s \([0-9.]+ s per image\)$", result.output, re.M)
-    # Each image's prediction and the class explained are printed.
+    # Each image's prediction, its verdict and the class explained are printed.
     for image in images:
         assert re.search(rf"^{re.escape(str(image))}: predicted (cherry|kiwi|plum) \([0-9.]+%\), "
+                         rf"verdict: (known|unknown class|unfamiliar photo) \(familiarity [0-9.-]+\), "
                          rf"explaining '(cherry|kiwi|plum)'$", result.output, re.M)
 
 
