@@ -23,7 +23,7 @@ frames of one rotating fruit), and a threshold set on them as they are turns
 away about one Test photo in ten; the augmentation stands for the difference
 between two photos of the same fruit that training promises to bridge.
 ``docs/real-photos.md`` compares this choice with max-softmax, max-logit,
-energy and Mahalanobis scores, measured by ``benchmarks/verdict_methods.py``.
+energy and Mahalanobis scores, measured by ``benchmarks/open_set.py``.
 """
 
 import hashlib
@@ -243,7 +243,7 @@ def load(path, model_path=None):
                               f"fit it again: fruitkeras fit-familiarity {Path(path).parent} --force") from None
     if model_path is not None and familiarity.details.get("model_sha256") != _checksum(model_path):
         raise FruitkerasError(f"{path} was fitted for another model than {model_path}; "
-                              f"fit it again: fruitkeras fit-familiarity {Path(model_path).parent}")
+                              f"fit it again: fruitkeras fit-familiarity {Path(model_path).parent} --force")
     return familiarity
 
 
@@ -272,7 +272,7 @@ def fit_run(run_dir, data=None, force=False, echo=print):
     if not model_path.is_file() or not (run_dir / RUN_FILE).is_file():
         raise FruitkerasError(f"{run_dir}: not a finished run folder (no {MODEL_FILE} or {RUN_FILE})")
     if out.exists() and not force:
-        raise FruitkerasError(f"{out} exists; --force fits it again (the same data and seed give the same file)")
+        raise FruitkerasError(f"{out} exists; --force fits it again (the same data and seed give the same statistics)")
     try:
         record = json.loads((run_dir / RUN_FILE).read_text())
     except (OSError, ValueError) as error:
@@ -281,7 +281,7 @@ def fit_run(run_dir, data=None, force=False, echo=print):
     data_root = datalib.resolve_data_dir(data) if data else Path(record["data"])
     if not (data_root / datalib.TRAIN_SPLIT).is_dir():
         raise FruitkerasError(f"{data_root / datalib.TRAIN_SPLIT}: no such folder; name the run's data with --data")
-    model, metadata = load_model(model_path)
+    model, metadata = load_model(model_path, familiarity=False)  # the stored ones may be the damaged ones
     seed = record.get("seed", 0)
     listed = datalib.scan_split(data_root / datalib.TRAIN_SPLIT, record.get("limit_per_class"), seed)
     datalib.check_same_classes(metadata["class_names"], listed.class_names, "the model",

@@ -114,11 +114,11 @@ def _not_a_model(path):
     return f"{path}: not a Keras model file (.keras)"
 
 
-def load_model(path):
+def load_model(path, familiarity=True):
     """Load a model file; returns (model, metadata).
 
     ``metadata["familiarity"]``: the verdict's statistics stored beside the model (``fruitkeras.familiarity``),
-    None for a run fitted before them.
+    None for a run fitted before them (or when ``familiarity`` is false: not read).
     """
     import keras
 
@@ -144,7 +144,7 @@ def load_model(path):
         raise FruitkerasError(f"{path}: model has {model.output_shape[-1]} outputs but {len(metadata['class_names'])} class names")
     from fruitkeras.familiarity import load_beside
 
-    metadata["familiarity"] = load_beside(path)
+    metadata["familiarity"] = load_beside(path) if familiarity else None
     return model, metadata
 
 

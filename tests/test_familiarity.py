@@ -121,6 +121,9 @@ def test_statistics_of_another_model_are_refused_in_one_line(wheel_run, trained_
     result = runner.invoke(main, ["predict", str(trained_run["data"] / "Test"), "--model", str(mixed)])
     assert result.exit_code != 0
     assert "fitted for another model" in result.output and len(result.output.strip().splitlines()) == 1
+    refit = runner.invoke(main, ["fit-familiarity", str(mixed), "--force"])
+    assert refit.exit_code == 0, refit.output
+    assert runner.invoke(main, ["predict", str(trained_run["data"] / "Test"), "--model", str(mixed)]).exit_code == 0
 
 
 def test_predict_gives_verdict_and_familiarity_in_every_format(trained_run, runner, tmp_path):
@@ -175,3 +178,6 @@ def test_a_damaged_familiarity_file_is_a_one_line_error(trained_run, tmp_path, r
     result = runner.invoke(main, ["predict", str(trained_run["data"] / "Test" / "kiwi"), "--model", str(run)])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "not a readable familiarity file" in result.output and "fit-familiarity" in result.output
+    refit = runner.invoke(main, ["fit-familiarity", str(run), "--data", str(trained_run["data"]), "--force"])
+    assert refit.exit_code == 0, refit.output
+    assert runner.invoke(main, ["predict", str(trained_run["data"] / "Test" / "kiwi"), "--model", str(run)]).exit_code == 0
