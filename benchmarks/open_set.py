@@ -210,7 +210,7 @@ def measure_model(run_dir, test, sets, realworld, data):
 
 def measure_methods(run_dir, train_split, train_rows, test, sets):
     """{method: {set: (AUROC, accepted share)}} at 99% Test acceptance, and the shipped verdict's shares."""
-    from fruitkeras.familiarity import KNOWN, nearest_similarity
+    from fruitkeras.familiarity import KNOWN
     from fruitkeras.runs import load_model
 
     model, metadata = load_model(Path(run_dir) / "model.keras")

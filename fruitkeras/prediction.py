@@ -18,7 +18,7 @@ import numpy as np
 
 from fruitkeras import data as datalib
 from fruitkeras.errors import FruitkerasError
-from fruitkeras.familiarity import KNOWN, NOT_AVAILABLE
+from fruitkeras.familiarity import NOT_AVAILABLE
 
 
 def collect_images(inputs):
