@@ -26,6 +26,7 @@ setup(
         "pillow",
         "pandas",
         "gradio>=5",  # fruitkeras serve
+        "opencv-python-headless>=4.8",  # GrabCut: the fruit cut out of an unfamiliar photo (fruitkeras.foreground)
     ],
     # selenium drives Debian's chromium and chromium-driver (.ci/run installs them) in the page's browser test.
     extras_require={

@@ -15,7 +15,15 @@ like the dataset's background.
 ``background`` (a probability) lays that share of the images on a procedural
 background instead of white, shrunk by up to ``zoom_out`` and moved within the
 frame: a step towards photos outside the studio.  The fruit's mask is what is
-not white after the affine map and before the colour changes.
+not white after the affine map and before the colour changes.  Among those,
+``specimens`` (a probability) adds one or two more copies of the same fruit
+behind it, each with its own size, angle and place, as in a heap or a bowl.
+
+Photos outside the studio also differ in light and sharpness: ``temperature``
+tints warm or cold (red and blue gains moved apart), ``occlusion`` (a
+probability) covers a rectangle of the frame with a flat colour, ``blur`` (a
+probability) softens the image by a random amount, and ``noise`` is the
+largest standard deviation of the pixel noise added.
 """
 
 import math
@@ -23,11 +31,27 @@ import math
 # One stream per random quantity; the numbers are part of the reproducibility contract.
 STREAMS = {"flip_x": 1, "flip_y": 2, "angle": 3, "zoom": 4, "hue": 5, "saturation": 6, "brightness": 7,
            "background": 8, "scale": 9, "shift_x": 10, "shift_y": 11, "colour_a": 12, "colour_b": 13,
-           "gradient_angle": 14, "coarse": 15, "fine": 16, "mix": 17, "texture": 18}
+           "gradient_angle": 14, "coarse": 15, "fine": 16, "mix": 17, "texture": 18,
+           "specimens": 19, "specimen_count": 20, "specimen_scale": 21, "specimen_shift_x": 22,
+           "specimen_shift_y": 23, "specimen_angle": 24, "occlusion": 25, "occluder": 26, "occluder_colour": 27,
+           "blur": 28, "noise": 29, "noise_field": 30, "temperature": 31, "occluder_corner": 32}
 BACKGROUND_VALUE = 1.0  # white, in the [0, 1] scale models see
 # The mask: a pixel is background when its darkest channel is above WHITE_FROM, fruit below WHITE_FROM - RAMP.
 WHITE_FROM, RAMP = 0.94, 0.08
 COARSE_CELLS, FINE_CELLS = 4, 24  # the background's patches of colour, and its texture, in cells per side
+EXTRA_SPECIMENS = 2  # at most this many copies behind the fruit
+OCCLUDER_SIDES = (0.2, 0.5)  # an occluding rectangle's sides, as fractions of the frame's
+BLUR_SIGMA = 1.5  # pixels: a blurred image is mixed with the image at this blur by a random weight
+
+
+# The keys that take a photo out of the studio (backgrounds, copies, camera effects); the rest is studio jitter.
+OUTSIDE_THE_STUDIO = ("background", "zoom_out", "specimens", "temperature", "occlusion", "blur", "noise")
+
+
+def studio_settings(settings):
+    """``settings`` with the keys that take a photo out of the studio switched off."""
+    return None if settings is None else {key: (0.0 if key in OUTSIDE_THE_STUDIO else value)
+                                          for key, value in settings.items()}
 
 
 def batch_key(seed, epoch, batch):
@@ -75,6 +99,58 @@ def draw_parameters(settings, key, count):
     }
     if settings.get("background"):
         parameters.update(background_parameters(settings, key, count))
+    if settings.get("specimens") and settings.get("background"):
+        parameters.update(specimen_parameters(settings, key, count, parameters["composited"]))
+    parameters.update(photo_parameters(settings, key, count))
+    return parameters
+
+
+def specimen_parameters(settings, key, count, composited):
+    """For each composited image drawn for ``specimens``: the presence (1 or 0) of each of EXTRA_SPECIMENS copies,
+    and each copy's ``specimen_scale``, ``specimen_shift_x``/``_y`` and ``specimen_angle``, as (count, copies)."""
+    import tensorflow as tf
+
+    def draw(stream, low, high):
+        return tf.random.stateless_uniform((count, EXTRA_SPECIMENS), tf.random.experimental.stateless_fold_in(
+            key, STREAMS[stream]), minval=low, maxval=high)
+
+    chosen = composited * tf.cast(_uniform(key, "specimens", count, 0.0, 1.0) < settings["specimens"], tf.float32)
+    copies = tf.floor(_uniform(key, "specimen_count", count, 1.0, EXTRA_SPECIMENS + 1.0))  # 1 .. EXTRA_SPECIMENS
+    present = chosen[:, None] * tf.cast(tf.range(EXTRA_SPECIMENS, dtype=tf.float32)[None] < copies[:, None], tf.float32)
+    scale = 1.0 - draw("specimen_scale", 0.0, settings.get("zoom_out", 0.0))
+    room = (1.0 - scale) / 2
+    return {"specimen_present": present, "specimen_scale": scale,
+            "specimen_shift_x": room * draw("specimen_shift_x", -1.0, 1.0),
+            "specimen_shift_y": room * draw("specimen_shift_y", -1.0, 1.0),
+            "specimen_angle": draw("specimen_angle", 0.0, 2 * math.pi)}
+
+
+def photo_parameters(settings, key, count):
+    """The camera's share: ``temperature`` (a gain step, red up when blue goes down), an ``occluded`` flag with
+    its rectangle ``occluder`` (count, 4: top, left, height, width as fractions) and ``occluder_colour``, ``blur``
+    (a weight in [0, 1], 0 for images not drawn) and ``noise`` (a standard deviation)."""
+    import tensorflow as tf
+
+    parameters = {}
+    if settings.get("temperature"):
+        parameters["temperature"] = _uniform(key, "temperature", count, -settings["temperature"],
+                                             settings["temperature"])
+    if settings.get("occlusion"):
+        sides = tf.random.stateless_uniform((count, 2), tf.random.experimental.stateless_fold_in(
+            key, STREAMS["occluder"]), minval=OCCLUDER_SIDES[0], maxval=OCCLUDER_SIDES[1])
+        corner = tf.random.stateless_uniform((count, 2), tf.random.experimental.stateless_fold_in(
+            key, STREAMS["occluder_corner"])) * (1.0 - sides)
+        parameters["occluded"] = tf.cast(_uniform(key, "occlusion", count, 0.0, 1.0) < settings["occlusion"],
+                                         tf.float32)
+        parameters["occluder"] = tf.concat([corner, sides], axis=1)
+        parameters["occluder_colour"] = tf.random.stateless_uniform(
+            (count, 3), tf.random.experimental.stateless_fold_in(key, STREAMS["occluder_colour"]))
+    if settings.get("blur"):
+        blurred = tf.cast(_uniform(key, "blur", count, 0.0, 1.0) < settings["blur"], tf.float32)
+        parameters["blur"] = blurred * _uniform(key, "blur", count, 0.0, 1.0) ** 0.5
+    if settings.get("noise"):
+        parameters["noise"] = _uniform(key, "noise", count, 0.0, settings["noise"])
+        parameters["noise_key"] = key  # the noise field is drawn in apply, where the image size is known
     return parameters
 
 
@@ -134,6 +210,7 @@ def apply(batch, parameters, settings):
     """``batch`` (N, H, W, 3) floats in [0, 1] transformed by ``draw_parameters``'s parameters."""
     import tensorflow as tf
 
+    source = batch
     if settings["flip"] or settings["rotation"] or settings["zoom"] or settings.get("background"):
         height, width = batch.shape[1], batch.shape[2]
         if height is None or width is None:
@@ -143,7 +220,9 @@ def apply(batch, parameters, settings):
                                                        tf.cast(width, tf.float32)),
             output_shape=tf.stack([height, width]), fill_value=BACKGROUND_VALUE,
             interpolation="BILINEAR", fill_mode="CONSTANT")
-    fruit = fruit_mask(batch) if settings.get("background") else None  # before colour changes move the white
+        if "specimen_present" in parameters:
+            batch = add_specimens(source, batch, parameters)
+    fruit = shrink_mask(fruit_mask(batch)) if settings.get("background") else None  # before colour changes move the white
     if settings["hue"] or settings["saturation"]:
         # White has no saturation, so hue and saturation changes leave the background white.
         hsv = tf.image.rgb_to_hsv(tf.clip_by_value(batch, 0.0, 1.0))
@@ -153,11 +232,73 @@ def apply(batch, parameters, settings):
         batch = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1))
     if settings["brightness"]:
         batch = batch + parameters["brightness"][:, None, None, None]
+    if "temperature" in parameters:
+        step = parameters["temperature"][:, None, None, None]
+        batch = batch * tf.concat([1.0 + step, tf.ones_like(step), 1.0 - step], axis=-1)
     if fruit is not None:
         backgrounds = make_backgrounds(parameters, tf.shape(batch)[1], tf.shape(batch)[2])
         keep = 1.0 - parameters["composited"][:, None, None, None] * (1.0 - fruit)
         batch = keep * batch + (1.0 - keep) * backgrounds
+    if "occluder" in parameters:
+        covered = parameters["occluded"][:, None, None, None] * rectangle_masks(
+            parameters["occluder"], tf.shape(batch)[1], tf.shape(batch)[2])
+        batch = (1.0 - covered) * batch + covered * parameters["occluder_colour"][:, None, None, :]
+    if "blur" in parameters:
+        weight = parameters["blur"][:, None, None, None]
+        batch = (1.0 - weight) * batch + weight * gaussian_blur(batch, BLUR_SIGMA)
+    if "noise" in parameters:
+        field = tf.random.stateless_normal(tf.shape(batch), tf.random.experimental.stateless_fold_in(
+            parameters["noise_key"], STREAMS["noise_field"]))
+        batch = batch + parameters["noise"][:, None, None, None] * field
     return tf.clip_by_value(batch, 0.0, 1.0)
+
+
+def add_specimens(source, batch, parameters):
+    """``batch`` (the fruit on white after its affine map) with the drawn copies of ``source`` laid behind it."""
+    import tensorflow as tf
+
+    height, width = tf.shape(batch)[1], tf.shape(batch)[2]
+    for copy in range(EXTRA_SPECIMENS):
+        placement = {"flip_x": parameters["flip_x"], "flip_y": parameters["flip_y"],
+                     "angle": parameters["specimen_angle"][:, copy], "zoom": parameters["zoom"],
+                     "scale": parameters["specimen_scale"][:, copy],
+                     "shift_x": parameters["specimen_shift_x"][:, copy],
+                     "shift_y": parameters["specimen_shift_y"][:, copy]}
+        layer = tf.raw_ops.ImageProjectiveTransformV3(
+            images=source, transforms=affine_transforms(placement, tf.cast(height, tf.float32),
+                                                        tf.cast(width, tf.float32)),
+            output_shape=tf.stack([height, width]), fill_value=BACKGROUND_VALUE,
+            interpolation="BILINEAR", fill_mode="CONSTANT")
+        # Behind what is already there: the copy shows only where the frame is still white.
+        show = parameters["specimen_present"][:, copy, None, None, None] * fruit_mask(layer) * (1.0 - fruit_mask(batch))
+        batch = (1.0 - show) * batch + show * layer
+    return batch
+
+
+def rectangle_masks(boxes, height, width):
+    """(N, H, W, 1): 1 inside each image's box (top, left, height, width as fractions of the frame), else 0."""
+    import tensorflow as tf
+
+    ys = (tf.cast(tf.range(height), tf.float32) + 0.5) / tf.cast(height, tf.float32)
+    xs = (tf.cast(tf.range(width), tf.float32) + 0.5) / tf.cast(width, tf.float32)
+    top, left, tall, wide = (boxes[:, i, None] for i in range(4))
+    rows = tf.cast((ys[None] >= top) & (ys[None] < top + tall), tf.float32)
+    columns = tf.cast((xs[None] >= left) & (xs[None] < left + wide), tf.float32)
+    return (rows[:, :, None] * columns[:, None, :])[..., None]
+
+
+def gaussian_blur(batch, sigma):
+    """Each channel blurred by a Gaussian of ``sigma`` pixels, edges repeated (a separable depthwise filter)."""
+    import tensorflow as tf
+
+    radius = int(math.ceil(3 * sigma))
+    taps = tf.exp(-tf.square(tf.range(-radius, radius + 1, dtype=tf.float32)) / (2 * sigma**2))
+    taps = taps / tf.reduce_sum(taps)
+    padded = tf.pad(batch, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="SYMMETRIC")
+    across = tf.tile(tf.reshape(taps, (1, -1, 1, 1)), [1, 1, 3, 1])
+    down = tf.tile(tf.reshape(taps, (-1, 1, 1, 1)), [1, 1, 3, 1])
+    padded = tf.nn.depthwise_conv2d(padded, across, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(padded, down, [1, 1, 1, 1], "VALID")
 
 
 def fruit_mask(batch):
@@ -166,6 +307,14 @@ def fruit_mask(batch):
 
     darkest = tf.reduce_min(batch, axis=-1, keepdims=True)
     return tf.clip_by_value((WHITE_FROM - darkest) / RAMP, 0.0, 1.0)
+
+
+def shrink_mask(mask):
+    """The mask less its outermost pixel, where the fruit's edge is blended with the studio's white: kept, that
+    edge would draw a pale outline round every composited fruit that no photo has."""
+    import tensorflow as tf
+
+    return -tf.nn.max_pool2d(-mask, 3, 1, "SAME")
 
 
 def make_backgrounds(parameters, height, width):

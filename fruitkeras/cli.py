@@ -229,8 +229,10 @@ from fruitkeras.explain.registry import NAMES as EXPLAIN_METHODS, SMOOTHABLE  # 
                    "map of a model with re-initialised weights.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("explanations"),
               show_default=True, help="Folder for the figures (.png) and raw maps (.npy).")
+@click.option("--cut-out/--whole-photo", default=True, show_default=True,
+              help="Explain an unfamiliar photo as it is guessed: from the fruit cut out of it (GrabCut).")
 def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduce, samples, smooth, noise, batch_size,
-            xla, layer, baseline, steps, shared_scale, metrics, out):
+            xla, layer, baseline, steps, shared_scale, metrics, out, cut_out):
     """Explain the model's decision on each image with a heatmap.
 
     IMAGES are files, folders (all their images) or globs.  Writes
@@ -256,7 +258,7 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
                              delta=delta, batch_size=batch_size, xla=xla, layer=layer, baseline=baseline, steps=steps,
                              progress=sys.stdout.isatty())  # a bar for a person watching, not for logs and pipes
     explain_files(chosen_model(model_arg), images, chosen, options, out, label, shared_scale, echo=click.echo,
-                  metrics=metrics)
+                  metrics=metrics, cut_out=cut_out)
 
 
 @main.command()
@@ -265,9 +267,12 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
               help="Run folder or model file (default: the newest run in runs/).")
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="How many classes per image.")
 @click.option("--format", "style", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
-              help="table for people; csv (image, rank, class, probability, verdict, familiarity) or json "
-                   "for programs.")
-def predict(images, model_arg, top, style):
+              help="table for people; csv (image, rank, class, probability, verdict, familiarity, cut_out) or "
+                   "json for programs.")
+@click.option("--cut-out/--whole-photo", default=True, show_default=True,
+              help="Guess an unfamiliar photo's classes from the fruit cut out of it (GrabCut); the verdict "
+                   "stays the photo's.")
+def predict(images, model_arg, top, style, cut_out):
     """The most probable classes for each image, with probabilities and a verdict.
 
     IMAGES are files, folders (all their images) or globs; images of any size
@@ -275,7 +280,9 @@ def predict(images, model_arg, top, style):
     is worth: known, unknown class (a photo like the training photos, of none
     of the model's classes) or unfamiliar photo (not like them: a scene, not
     one fruit on white); "not available" for a run without familiarity
-    statistics (fruitkeras fit-familiarity RUN fits them).
+    statistics (fruitkeras fit-familiarity RUN fits them).  An unfamiliar
+    photo gets a second look: its classes are guessed from the fruit cut out
+    of it, on white (cut_out: yes); its verdict stays "unfamiliar photo".
 
     \b
     Examples:
@@ -287,7 +294,7 @@ def predict(images, model_arg, top, style):
     from fruitkeras.prediction import predict_files
 
     model_path = chosen_model(model_arg)
-    text = predict_files(model_path, images, top, style)  # bad input fails here, before any other line
+    text = predict_files(model_path, images, top, style, cut_out)  # bad input fails here, before any other line
     announce_model(model_path, model_arg)
     click.echo(text)
 

@@ -17,7 +17,11 @@ stored in the run folder (``familiarity.npz``):
 
 Both are fitted on the training photos as they are; the thresholds accept
 ``ACCEPTED_SHARE`` of held-out training photos: the run's validation share,
-seen through the run's own training augmentation.
+seen through the run's own training augmentation less what takes a photo out
+of the studio (backgrounds, copies, camera effects: ``augmentation.studio_settings``).
+A model trained on composited photos must still call a scene unfamiliar:
+calibrated on composited photos, its thresholds accepted most real photos and
+most photos of no fruit at all, and it is right on few of them.
 Fruits-360's validation frames are near-copies of training frames (consecutive
 frames of one rotating fruit), and a threshold set on them as they are turns
 away about one Test photo in ten; the augmentation stands for the difference
@@ -184,12 +188,13 @@ def _split_features(model, split, rows, augmenter=None, seed=0):
 
 def fit(model, split, train_rows, validation_rows, augmentation=None, seed=0):
     """Fit the verdict's statistics on a decoded Training split: the Gaussian and the bank on ``train_rows`` as
-    they are, the thresholds on ``validation_rows`` seen through the ``augmentation`` settings (training's own).
+    they are, the thresholds on ``validation_rows`` seen through the ``augmentation`` settings (training's own),
+    the studio's share of them.
 
     A run without a validation share lends a tenth of its training rows (in blocks of 10 frames) for the
     thresholds.
     """
-    from fruitkeras.augmentation import make_augmenter
+    from fruitkeras.augmentation import make_augmenter, studio_settings
     from fruitkeras.data import split_validation
 
     train_rows, validation_rows = np.asarray(train_rows), np.asarray(validation_rows)
@@ -202,7 +207,7 @@ def fit(model, split, train_rows, validation_rows, augmentation=None, seed=0):
     summaries, features = _split_features(model, split, train_rows)
     mean, precision = gaussian(summaries)
     bank = np.round(features * BANK_SCALE).astype(np.int8)
-    augmenter = make_augmenter(augmentation)
+    augmenter = make_augmenter(studio_settings(augmentation))
     calibration = _split_features(model, split, validation_rows, augmenter, seed + CALIBRATION_STREAM)
     typicality = photo_typicality(calibration[0], mean, precision)
     familiarity = nearest_similarity(calibration[1], bank)

@@ -37,6 +37,7 @@ class ImageExplanation:
     maps: dict  # method -> .npy of the raw map
     seconds: dict  # method -> seconds to compute the map
     verdict: str = NOT_AVAILABLE  # ``fruitkeras.familiarity``'s verdict
+    cut_out: bool = False  # ``image`` is the fruit cut out of the photo, the classes guessed from it
     familiarity: float = None
 
     @property
@@ -107,7 +108,8 @@ class Inspection:
             explained_class=self.class_names[explained.targets[0]],
             figures={method: Path(out) / f"{name}.png" for method, name in names.items()},
             maps={method: Path(out) / f"{name}.npy" for method, name in names.items()},
-            seconds=dict(explained.seconds), verdict=explained.verdict(0)[0], familiarity=explained.verdict(0)[1])
+            seconds=dict(explained.seconds), verdict=explained.verdict(0)[0], familiarity=explained.verdict(0)[1],
+            cut_out=bool(explained.cut_out and explained.cut_out[0]))
 
     def warm_up(self, methods, options, out):
         """Explain a noise image once, so that the first visitor does not wait for TensorFlow's tracing."""

@@ -71,7 +71,8 @@ def top_table(top):
 def verdict_text(result):
     """The verdict in plain words, above the top-5."""
     familiarity = "" if result.familiarity is None else f" · familiarity {result.familiarity:.2f}"
-    return f"**Verdict: {result.verdict}**{familiarity}. {plain_words(result.verdict, result.predicted)}"
+    cut = " The classes are guessed from the fruit cut out of the photo (the image shown)." if result.cut_out else ""
+    return f"**Verdict: {result.verdict}**{familiarity}. {plain_words(result.verdict, result.predicted)}{cut}"
 
 
 def status_line(result):

@@ -74,7 +74,9 @@ def test_training_defaults_and_overrides(architecture_file):
     training = load_architecture(architecture_file(source)).training
     assert training["epochs"] == 3 and training["batch_size"] == 32
     assert training["augmentation"] == {"flip": True, "rotation": 0.0, "zoom": 0.1, "brightness": 0.1,
-                                        "hue": 0.0, "saturation": 0.0, "background": 0.0, "zoom_out": 0.0}
+                                        "hue": 0.0, "saturation": 0.0, "background": 0.0, "zoom_out": 0.0,
+                                        "specimens": 0.0, "temperature": 0.0, "occlusion": 0.0, "blur": 0.0,
+                                        "noise": 0.0}
     assert load_architecture(architecture_file(MINIMAL)).training["augmentation"] is None
     # The recipe fields are optional and default to plain training.
     assert (training["schedule"], training["warmup_epochs"], training["label_smoothing"],

@@ -147,7 +147,13 @@ def test_compositing_keeps_the_fruit_and_replaces_the_white_background():
     mask = augmentation.fruit_mask(batch).numpy()[0, ..., 0]
     np.testing.assert_array_equal(mask == 1.0, disc)  # the mask is the fruit, exactly
     np.testing.assert_array_equal(mask == 0.0, ~disc)
-    np.testing.assert_array_equal(out[0][disc], image[disc])  # fruit pixels kept
+    # The fruit kept, less its outermost ring of pixels (the edge blended with the studio's white).
+    padded = np.pad(disc, 1)
+    inner = np.all([padded[1 + dy: 41 + dy, 1 + dx: 41 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+    np.testing.assert_array_equal(augmentation.shrink_mask(tf.constant(disc[None, ..., None], tf.float32)).numpy()[
+        0, ..., 0] == 1.0, inner)
+    assert inner.sum() > 0.75 * disc.sum()  # one ring of a radius-12 disc, no more
+    np.testing.assert_array_equal(out[0][inner], image[inner])  # fruit pixels kept
     background = augmentation.make_backgrounds(parameters, 40, 40).numpy()[0]
     np.testing.assert_allclose(out[0][~disc], background[~disc], atol=1e-6)  # the white replaced ...
     assert np.abs(out[0][~disc] - 1.0).mean() > 0.05  # ... by something that is not white
@@ -163,7 +169,8 @@ def test_zoom_out_shrinks_and_moves_only_the_composited_fruit():
                       shift_x=tf.constant([0.2, 0.0]), shift_y=tf.constant([-0.1, 0.0]))
     out = augmentation.apply(tf.constant(np.stack([image, image])), parameters, settings).numpy()
     red = (out[..., 0] > 0.6) & (out[..., 1] < 0.2) & (out[..., 2] < 0.3)
-    assert abs(red[0].sum() / disc.sum() - 0.25) < 0.05  # half the size: a quarter of the area
+    # Half the radius, less the one-pixel ring at the edge that compositing leaves out.
+    assert abs(red[0].sum() / disc.sum() - (12 / 2 - 1) ** 2 / 12**2) < 0.03
     rows, columns = np.nonzero(red[0])
     assert abs(columns.mean() - (19.5 + 0.2 * 40)) < 1 and abs(rows.mean() - (19.5 - 0.1 * 40)) < 1
     np.testing.assert_array_equal(out[1], image)
@@ -180,3 +187,103 @@ def test_architecture_files_switch_compositing_on_by_name(architecture_file):
     source["training"]["augmentation"]["zoom_out"] = 1.5
     with pytest.raises(FruitkerasError, match="zoom_out"):
         load_architecture(architecture_file(source))
+
+
+OUTSIDE = {"flip": True, "rotation": 0.1, "zoom": 0.1, "brightness": 0.2, "hue": 0.0, "saturation": 0.2,
+           "background": 0.7, "zoom_out": 0.7, "specimens": 0.5, "temperature": 0.15, "occlusion": 0.3,
+           "blur": 0.3, "noise": 0.05}
+ONLY = {"flip": False, "rotation": 0.0, "zoom": 0.0, "brightness": 0.0, "hue": 0.0, "saturation": 0.0}
+
+
+def test_photo_effects_draw_independently_of_each_other_and_of_the_rest():
+    parameters = pipeline_parameters(OUTSIDE, batches=200)
+    scalars = {name: value for name, value in parameters.items() if value.shape == parameters["zoom"].shape}
+    for name in ("specimen_scale", "specimen_shift_x", "occluder"):
+        for column in range(parameters[name].reshape(len(parameters["zoom"]), -1).shape[1]):
+            scalars[f"{name}{column}"] = parameters[name].reshape(len(parameters["zoom"]), -1)[:, column]
+    scalars.pop("noise_key", None)
+    names = [name for name in scalars if np.ptp(scalars[name]) > 0]
+    assert {"temperature", "blur", "noise", "occluded", "specimen_scale0", "occluder3"} <= set(names)
+    correlations = np.corrcoef(np.stack([scalars[name] for name in names]))
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            if {names[i], names[j]} <= {"composited", "scale", "shift_x", "shift_y"} or \
+                    names[i].rstrip("0123") == names[j].rstrip("0123") or \
+                    names[i].startswith("specimen") and names[j].startswith("specimen"):
+                continue  # drawn one from another on purpose (a shift's room depends on its scale)
+            assert abs(correlations[i, j]) < 0.05, (names[i], names[j], correlations[i, j])
+    assert 0.65 < parameters["composited"].mean() < 0.75
+    assert 0.27 < parameters["occluded"].mean() < 0.33
+    present = parameters["specimen_present"]
+    assert present[parameters["composited"] == 0].max() == 0  # copies only on a background
+    assert 0.45 < present[:, 0][parameters["composited"] == 1].mean() < 0.55
+    assert np.all(present[:, 1] <= present[:, 0])  # a second copy only with a first
+
+
+def test_specimens_add_copies_of_the_fruit_behind_it():
+    image, disc = disc_on_white()
+    settings = dict(ONLY, background=1.0, zoom_out=0.6, specimens=1.0)
+    parameters = augmentation.draw_parameters(settings, augmentation.batch_key(0, 0, 2), 3)
+    parameters.update(composited=tf.constant([1.0, 1.0, 0.0]), scale=tf.constant([0.5, 0.5, 1.0]),
+                      shift_x=tf.constant([-0.2, -0.2, 0.0]), shift_y=tf.constant([0.0, 0.0, 0.0]),
+                      specimen_present=tf.constant([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]),
+                      specimen_scale=tf.fill((3, 2), 0.5), specimen_shift_x=tf.fill((3, 2), 0.2),
+                      specimen_shift_y=tf.zeros((3, 2)))
+    out = augmentation.apply(tf.constant(np.stack([image] * 3)), parameters, settings).numpy()
+    red = (out[..., 0] > 0.6) & (out[..., 1] < 0.2) & (out[..., 2] < 0.3)
+    alone = red[1].sum()
+    assert abs(red[0].sum() / alone - 2.0) < 0.15  # a second fruit of the same size beside the first
+    left, right = red[0][:, :20].sum(), red[0][:, 20:].sum()
+    assert abs(left - right) < 0.15 * alone  # one at each shift
+    np.testing.assert_array_equal(out[2], image)  # not composited: no copies, nothing changed
+
+
+def test_occlusion_covers_its_rectangle_with_its_colour_and_nothing_else():
+    image, _ = disc_on_white()
+    settings = dict(ONLY, occlusion=1.0)
+    parameters = augmentation.draw_parameters(settings, augmentation.batch_key(0, 0, 3), 2)
+    parameters.update(occluded=tf.constant([1.0, 0.0]), occluder=tf.constant([[0.25, 0.5, 0.5, 0.25]] * 2),
+                      occluder_colour=tf.constant([[0.1, 0.9, 0.3]] * 2))
+    out = augmentation.apply(tf.constant(np.stack([image, image])), parameters, settings).numpy()
+    box = np.zeros((40, 40), bool)
+    box[10:30, 20:30] = True  # rows 25% to 75%, columns 50% to 75%
+    np.testing.assert_allclose(out[0][box], np.tile([0.1, 0.9, 0.3], (box.sum(), 1)), atol=1e-6)
+    np.testing.assert_array_equal(out[0][~box], image[~box])
+    np.testing.assert_array_equal(out[1], image)
+
+
+def test_blur_smooths_by_its_weight_and_keeps_flat_colour():
+    rng = np.random.default_rng(0)
+    texture = rng.uniform(0, 1, (32, 32, 3)).astype(np.float32)
+    flat = np.full((32, 32, 3), 0.4, np.float32)
+    settings = dict(ONLY, blur=1.0)
+    parameters = augmentation.draw_parameters(settings, augmentation.batch_key(0, 0, 4), 3)
+    parameters["blur"] = tf.constant([0.0, 1.0, 1.0])
+    out = augmentation.apply(tf.constant(np.stack([texture, texture, flat])), parameters, settings).numpy()
+    np.testing.assert_array_equal(out[0], texture)
+    assert out[1].std() < 0.4 * texture.std()  # a 1.5-pixel blur takes most of the pixel-to-pixel variation
+    np.testing.assert_allclose(out[1].mean(), texture.mean(), atol=0.01)  # it moves no light
+    np.testing.assert_allclose(out[2], flat, atol=1e-6)
+
+
+def test_temperature_and_noise():
+    grey = np.full((2, 64, 64, 3), 0.5, np.float32)
+    settings = dict(ONLY, temperature=0.2, noise=0.1)
+    parameters = augmentation.draw_parameters(settings, augmentation.batch_key(0, 0, 5), 2)
+    parameters.update(temperature=tf.constant([0.2, -0.1]), noise=tf.constant([0.0, 0.05]))
+    out = augmentation.apply(tf.constant(grey), parameters, settings).numpy()
+    np.testing.assert_allclose(out[0].reshape(-1, 3), np.tile([0.6, 0.5, 0.4], (64 * 64, 1)), atol=1e-6)  # warm
+    tinted = out[1] - np.array([0.45, 0.5, 0.55])  # cold, then noise of standard deviation 0.05
+    assert abs(tinted.mean()) < 0.005 and abs(tinted.std() - 0.05) < 0.005
+    again = augmentation.apply(tf.constant(grey), parameters, settings).numpy()
+    np.testing.assert_array_equal(out, again)  # the noise is keyed like every other draw
+
+
+def test_new_effects_off_leave_the_stream_as_it_was():
+    """Keys set to 0 draw nothing and change nothing: older runs' augmented images are unchanged."""
+    images = tf.constant(asymmetric_images())
+    key = augmentation.batch_key(3, 1, 7)
+    before = augmentation.make_augmenter(EVERYTHING)(images, key).numpy()
+    off = dict(EVERYTHING, specimens=0.0, temperature=0.0, occlusion=0.0, blur=0.0, noise=0.0)
+    np.testing.assert_array_equal(augmentation.make_augmenter(off)(images, key).numpy(), before)
+    assert set(augmentation.draw_parameters(off, key, 4)) == set(augmentation.draw_parameters(EVERYTHING, key, 4))

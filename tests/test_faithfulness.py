@@ -82,7 +82,7 @@ def test_cli_metrics_prints_the_scores_of_the_maps_it_wrote(trained_run, runner,
 
     image = sorted((trained_run["data"] / "Test" / "kiwi").iterdir())[0]
     result = runner.invoke(main, ["explain", str(image), "--model", str(trained_run["run_dir"]), "--method", "gradient",
-                                  "--method", "integrated", "--metrics", "--out", str(tmp_path)])
+                                  "--method", "integrated", "--metrics", "--whole-photo", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     model, metadata = load_model(trained_run["model"])
     photo = load_image(image, (32, 32))[None]

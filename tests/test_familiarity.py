@@ -40,7 +40,8 @@ def wheel_run(tmp_path_factory):
     from fruitkeras.runs import load_model
 
     model, metadata = load_model(run_dir / "model.keras")
-    return {"run_dir": run_dir, "data": data, "model": model, "familiarity": metadata["familiarity"]}
+    return {"run_dir": run_dir, "data": data, "model": model, "familiarity": metadata["familiarity"],
+            "metadata": metadata}
 
 
 def model_input(pixels):
@@ -135,22 +136,69 @@ def test_predict_gives_verdict_and_familiarity_in_every_format(trained_run, runn
     records = json.loads(runner.invoke(main, ["predict", *inputs, *model, "--format", "json"]).stdout)
     assert len(records) == 6
     for record in records:
-        assert list(record) == ["image", "verdict", "familiarity", "top"]
+        assert list(record) == ["image", "verdict", "familiarity", "cut_out", "top"]
         assert record["verdict"] in familiarity.VERDICTS[:3]
         assert -1.0 <= record["familiarity"] <= 1.0
     assert records[-1]["verdict"] == familiarity.UNFAMILIAR_PHOTO
 
     rows = runner.invoke(main, ["predict", *inputs, *model, "--format", "csv"]).stdout.splitlines()
-    assert rows[0] == "image,rank,class,probability,verdict,familiarity"
+    assert rows[0] == "image,rank,class,probability,verdict,familiarity,cut_out"
     by_image = {}
     for row in rows[1:]:
-        image, _, _, _, verdict, score = row.split(",")
+        image, _, _, _, verdict, score, _ = row.split(",")
         by_image.setdefault(image, set()).add((verdict, score))
     assert len(by_image) == 6 and all(len(pairs) == 1 for pairs in by_image.values())  # every row carries them
     assert by_image[str(noise)] == {(records[-1]["verdict"], f"{records[-1]['familiarity']:.4f}")}
 
     table = runner.invoke(main, ["predict", str(noise), *model]).stdout
     assert f"verdict: unfamiliar photo, familiarity {records[-1]['familiarity']:.3f}" in table
+
+
+def fruit_on_a_table(colour, rng, size=120):
+    """A disc of ``colour`` on a brown wooden-looking table: a photo outside the studio."""
+    yy, xx = np.mgrid[:size, :size]
+    table = np.clip(np.array([125, 90, 55]) + rng.normal(0, 14, (size, size, 3)), 0, 255)
+    table[::7] *= 0.8  # the boards' seams
+    disc = (yy - size * 0.45) ** 2 + (xx - size * 0.55) ** 2 < (size * 0.22) ** 2
+    table[disc] = np.asarray(colour) + rng.integers(-15, 16, size=(int(disc.sum()), 3))
+    return np.clip(table, 0, 255).astype(np.uint8)
+
+
+def test_an_unfamiliar_photo_is_answered_from_the_fruit_cut_out_of_it(wheel_run, tmp_path, runner):
+    rng = np.random.default_rng(14)
+    photos = []
+    for name in ("red", "blue"):
+        photos.append(tmp_path / f"{name}_on_table.jpg")
+        Image.fromarray(fruit_on_a_table(WHEEL[name], rng)).save(photos[-1], quality=92)
+    photos.append(tmp_path / "clutter.png")
+    Image.fromarray(cluttered_scene(rng, 90)).save(photos[-1])
+    model = ["--model", str(wheel_run["run_dir"]), "--format", "json"]
+
+    whole = json.loads(runner.invoke(main, ["predict", *map(str, photos), *model, "--whole-photo"]).stdout)
+    assert [p["verdict"] for p in whole] == [familiarity.UNFAMILIAR_PHOTO] * 3  # the table makes them unfamiliar
+    assert not any(p["cut_out"] for p in whole)
+    closer = json.loads(runner.invoke(main, ["predict", *map(str, photos), *model]).stdout)
+    for record, name in zip(closer[:2], ("red", "blue")):
+        assert record["cut_out"] and record["top"][0]["class"] == name  # guessed from the fruit alone ...
+        assert record["verdict"] == familiarity.UNFAMILIAR_PHOTO  # ... and still not trusted
+    assert [p["familiarity"] for p in closer] == [p["familiarity"] for p in whole]
+    assert [p["top"][0]["class"] for p in whole[:2]] != ["red", "blue"]  # the table misled the whole photo
+    assert closer[2]["verdict"] == familiarity.UNFAMILIAR_PHOTO
+
+    result = runner.invoke(main, ["explain", str(photos[0]), "--model", str(wheel_run["run_dir"]), "--out",
+                                  str(tmp_path / "maps")])
+    assert result.exit_code == 0, result.output
+    assert "verdict: unfamiliar photo" in result.output and "from the fruit cut out of the photo" in result.output
+    assert "predicted red" in result.output
+    from fruitkeras import foreground
+    from fruitkeras.data import read_rgb
+    from fruitkeras.explain.report import explain_paths, ExplainOptions
+
+    explained, _ = explain_paths(wheel_run["model"], {**wheel_run["metadata"]}, [photos[0]], ["gradient"],
+                                 ExplainOptions(), tmp_path / "maps2")
+    assert explained.cut_out == [True] and "(fruit cut out)" in explained.title(0)
+    # What is drawn and explained (and what the page shows) is the cut-out
+    np.testing.assert_allclose(explained.images[0], model_input(foreground.cut_out(read_rgb(photos[0]))), atol=1e-6)
 
 
 def test_explain_names_the_verdict_in_the_terminal_and_the_figure(trained_run, runner, tmp_path):

@@ -213,9 +213,11 @@ def test_predict_formats_agree_with_the_model(trained_run, runner, tmp_path):
     from fruitkeras.runs import load_model
 
     folder = trained_run["data"] / "Test" / "kiwi"
-    table = runner.invoke(main, ["predict", str(folder), "--model", str(trained_run["run_dir"]), "--top", "2"])
+    # The whole photos: an unfamiliar one's classes would be guessed from its cut-out (test_familiarity.py).
+    whole = ["--model", str(trained_run["run_dir"]), "--whole-photo"]
+    table = runner.invoke(main, ["predict", str(folder), *whole, "--top", "2"])
     assert table.exit_code == 0, table.output
-    as_json = runner.invoke(main, ["predict", str(folder), "--model", str(trained_run["run_dir"]), "--format", "json"])
+    as_json = runner.invoke(main, ["predict", str(folder), *whole, "--format", "json"])
     rows = json.loads(as_json.stdout)  # the model used is named on stderr
     model, metadata = load_model(trained_run["model"])
     images = sorted(folder.iterdir())
@@ -227,7 +229,7 @@ def test_predict_formats_agree_with_the_model(trained_run, runner, tmp_path):
         assert len(row["top"]) == 3
         assert f"{row['image']}: {row['top'][0]['class']} (" in table.output
     as_csv = runner.invoke(main, ["predict", str(images[0]), "--model", str(trained_run["run_dir"]), "--format", "csv"])
-    assert as_csv.stdout.splitlines()[0] == "image,rank,class,probability,verdict,familiarity" and len(as_csv.stdout.splitlines()) == 4
+    assert as_csv.stdout.splitlines()[0] == "image,rank,class,probability,verdict,familiarity,cut_out" and len(as_csv.stdout.splitlines()) == 4
 
 
 def test_predict_bad_input(trained_run, runner, tmp_path):

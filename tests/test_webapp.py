@@ -415,7 +415,10 @@ def test_browser_shows_the_verdict_and_gives_no_class_for_an_unfamiliar_photo(se
     wait_for(browser, lambda d: "Unfamiliar photo" in status_text(d))
     assert "Predicted" not in status_text(browser)
     assert "Verdict: unfamiliar photo" in browser.find_element(By.ID, "top5").text
-    assert cli_json(photo)["verdict"] == "unfamiliar photo"
+    answered = cli_json(photo)
+    assert answered["verdict"] == "unfamiliar photo"
+    # Page and command agree on whether the classes were guessed from a cut-out of the photo
+    assert ("cut out of the photo" in browser.find_element(By.ID, "top5").text) == answered["cut_out"]
     clear_upload(browser)
     upload(browser, SAMPLES / "Eggplant_1.jpg")
     wait_for(browser, lambda d: "Predicted: Eggplant" in status_text(d))

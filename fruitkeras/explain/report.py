@@ -19,6 +19,7 @@ from fruitkeras.explain.occlusion import check_geometry, parse_fill
 from fruitkeras.explain.registry import METHOD, NAMES, ExplainOptions  # noqa: F401  (ExplainOptions: for callers)
 from fruitkeras.explain.class_scores import losses
 from fruitkeras.forward import predict
+from fruitkeras.prediction import look_closer
 
 def unique_stems(paths):
     """File stems for output names; repeated stems get -2, -3, ..."""
@@ -44,6 +45,7 @@ class Explained:
     maps: dict  # method -> (N, H, W)
     seconds: dict  # method -> seconds for all images
     verdicts: list = None  # per image (verdict, familiarity) (``fruitkeras.familiarity``)
+    cut_out: list = None  # per image: True when ``images`` holds the fruit cut out of the photo
 
     def verdict(self, index):
         return self.verdicts[index] if self.verdicts else (NOT_AVAILABLE, None)
@@ -53,11 +55,14 @@ class Explained:
         verdict, familiarity = self.verdict(index)
         title = f"{Path(self.paths[index]).name}: {self.class_names[guess]} ({self.probabilities[index, guess]:.1%})"
         title += f" [{verdict}" + ("" if familiarity is None else f", familiarity {familiarity:.2f}") + "]"
+        if self.cut_out and self.cut_out[index]:
+            title += " (fruit cut out)"
         return f"{title}\nexplaining '{self.class_names[target]}', loss {self.base_losses[index]:.3g}"
 
 
-def explain_images(model, metadata, images, paths, methods, options, label=None):
-    """Run ``methods`` on float images; returns an ``Explained``."""
+def explain_images(model, metadata, images, paths, methods, options, label=None, cut_out=True):
+    """Run ``methods`` on float images; returns an ``Explained``.  ``cut_out``: an unfamiliar photo is explained
+    from the fruit cut out of it (``paths``: where to read it), as ``predict`` guesses it."""
     classes = metadata["class_names"]
     if label is not None and label not in classes:
         raise FruitkerasError(f"unknown --label '{label}'; the model knows: {', '.join(classes)}")
@@ -69,6 +74,8 @@ def explain_images(model, metadata, images, paths, methods, options, label=None)
             check_geometry(options.patch, options.stride, metadata["input_size"])
     except ValueError as error:  # a bad --fill, --baseline, --layer, --patch or --stride
         raise FruitkerasError(str(error)) from None
+    # An unfamiliar photo is explained as it is guessed: from the fruit cut out of it (``look_closer``).
+    images, verdicts, cut = look_closer(model, metadata.get("familiarity"), images, paths, cut_out)
     probabilities = predict(model, images)
     predicted = probabilities.argmax(axis=1)
     targets = np.full(len(images), classes.index(label)) if label else predicted
@@ -78,10 +85,8 @@ def explain_images(model, metadata, images, paths, methods, options, label=None)
         started = time.perf_counter()
         maps[method] = METHOD[method].load()(model, images, targets, **kwargs)
         seconds[method] = time.perf_counter() - started
-    familiarity = metadata.get("familiarity")
-    verdicts = familiarity.judge(model, images) if familiarity is not None else None
     return Explained(list(paths), images, classes, predicted, probabilities, targets,
-                     losses(model, images, targets), maps, seconds, verdicts)
+                     losses(model, images, targets), maps, seconds, verdicts, cut)
 
 
 def reference_level(method, options, explained, index):
@@ -139,6 +144,7 @@ def summary_lines(explained):
         verdict, familiarity = explained.verdict(index)
         lines.append(f"{path}: predicted {explained.class_names[guess]} ({explained.probabilities[index, guess]:.1%}), "
                      f"verdict: {verdict}" + ("" if familiarity is None else f" (familiarity {familiarity:.3f})")
+                     + (", from the fruit cut out of the photo" if explained.cut_out and explained.cut_out[index] else "")
                      + f", explaining '{explained.class_names[target]}'")
     count = len(explained.paths)
     for method, seconds in explained.seconds.items():
@@ -184,7 +190,7 @@ def faithfulness_lines(explained, results):
     return lines
 
 
-def explain_paths(model, metadata, paths, methods, options, out, label=None, shared_scale=False):
+def explain_paths(model, metadata, paths, methods, options, out, label=None, shared_scale=False, cut_out=True):
     """Load image files, explain them and write the figures and maps: the CLI's and the web page's work.
 
     Returns (``Explained``, paths written); unreadable files are reported on
@@ -193,19 +199,19 @@ def explain_paths(model, metadata, paths, methods, options, out, label=None, sha
     from fruitkeras.prediction import load_images
 
     images, kept = load_images(paths, metadata["input_size"])
-    explained = explain_images(model, metadata, images, kept, methods, options, label)
+    explained = explain_images(model, metadata, images, kept, methods, options, label, cut_out)
     return explained, write_explanations(explained, options, out, shared_scale)
 
 
 def explain_files(model_path, inputs, methods, options, out, label=None, shared_scale=False, echo=print,
-                  metrics=False):
+                  metrics=False, cut_out=True):
     """The ``explain`` command: collect the images, explain, write, report."""
     from fruitkeras.prediction import collect_images
     from fruitkeras.runs import load_model
 
     paths = collect_images(inputs)
     model, metadata = load_model(model_path)
-    explained, written = explain_paths(model, metadata, paths, methods, options, out, label, shared_scale)
+    explained, written = explain_paths(model, metadata, paths, methods, options, out, label, shared_scale, cut_out)
     echo(f"model: {model_path}")
     for line in summary_lines(explained):
         echo(line)
