@@ -56,7 +56,8 @@ def main():
     rows = []
     for method in METHODS:
         started = time.perf_counter()
-        explained = explain_images(model, metadata, images, paths, [method], options, label=None)
+        explained = explain_images(model, metadata, images, paths, [method], options, label=None,
+                                   cut_out=False)  # Test photos as they are
         seconds = (time.perf_counter() - started) / len(paths)
         scores = measure_faithfulness(model, metadata, explained, options)[method]
         for path, label, predicted, score in zip(paths, labels, explained.predicted, scores):

@@ -46,7 +46,8 @@ def main():
         image = load_image(mistake.image, metadata["input_size"])[None]
         maps = {}
         for which, label in (("predicted", mistake.predicted), ("true", mistake.true)):
-            explained = explain_images(model, metadata, image, [mistake.image], methods, options, label=label)
+            explained = explain_images(model, metadata, image, [mistake.image], methods, options, label=label,
+                                       cut_out=False)  # Test photos as they are
             for method in methods:
                 maps[method, which] = (explained.maps[method][0], explained.base_losses[0])
         row[0].imshow(image[0])

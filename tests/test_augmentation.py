@@ -287,3 +287,16 @@ def test_new_effects_off_leave_the_stream_as_it_was():
     off = dict(EVERYTHING, specimens=0.0, temperature=0.0, occlusion=0.0, blur=0.0, noise=0.0)
     np.testing.assert_array_equal(augmentation.make_augmenter(off)(images, key).numpy(), before)
     assert set(augmentation.draw_parameters(off, key, 4)) == set(augmentation.draw_parameters(EVERYTHING, key, 4))
+
+
+def test_studio_settings_switch_off_only_what_leaves_the_studio():
+    """The familiarity thresholds are calibrated through these: the run's jitter, no backgrounds or camera."""
+    studio = augmentation.studio_settings(OUTSIDE)
+    assert all(studio[key] == 0.0 for key in augmentation.OUTSIDE_THE_STUDIO)
+    assert {key: studio[key] for key in ONLY} == {key: OUTSIDE[key] for key in ONLY}
+    assert augmentation.studio_settings(None) is None
+    images = tf.constant(asymmetric_images())
+    key = augmentation.batch_key(0, 0, 0)
+    np.testing.assert_array_equal(augmentation.make_augmenter(studio)(images, key).numpy(),
+                                  augmentation.make_augmenter(dict(ONLY, **{k: OUTSIDE[k] for k in ONLY}))(
+                                      images, key).numpy())
