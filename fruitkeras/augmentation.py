@@ -34,7 +34,8 @@ STREAMS = {"flip_x": 1, "flip_y": 2, "angle": 3, "zoom": 4, "hue": 5, "saturatio
            "gradient_angle": 14, "coarse": 15, "fine": 16, "mix": 17, "texture": 18,
            "specimens": 19, "specimen_count": 20, "specimen_scale": 21, "specimen_shift_x": 22,
            "specimen_shift_y": 23, "specimen_angle": 24, "occlusion": 25, "occluder": 26, "occluder_colour": 27,
-           "blur": 28, "noise": 29, "noise_field": 30, "temperature": 31, "occluder_corner": 32}
+           "blur": 28, "noise": 29, "noise_field": 30, "temperature": 31, "occluder_corner": 32,
+           "blur_amount": 33}
 BACKGROUND_VALUE = 1.0  # white, in the [0, 1] scale models see
 # The mask: a pixel is background when its darkest channel is above WHITE_FROM, fruit below WHITE_FROM - RAMP.
 WHITE_FROM, RAMP = 0.94, 0.08
@@ -147,7 +148,7 @@ def photo_parameters(settings, key, count):
             (count, 3), tf.random.experimental.stateless_fold_in(key, STREAMS["occluder_colour"]))
     if settings.get("blur"):
         blurred = tf.cast(_uniform(key, "blur", count, 0.0, 1.0) < settings["blur"], tf.float32)
-        parameters["blur"] = blurred * _uniform(key, "blur", count, 0.0, 1.0) ** 0.5
+        parameters["blur"] = blurred * _uniform(key, "blur_amount", count, 0.0, 1.0) ** 0.5
     if settings.get("noise"):
         parameters["noise"] = _uniform(key, "noise", count, 0.0, settings["noise"])
         parameters["noise_key"] = key  # the noise field is drawn in apply, where the image size is known

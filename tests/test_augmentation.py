@@ -218,6 +218,9 @@ def test_photo_effects_draw_independently_of_each_other_and_of_the_rest():
     assert present[parameters["composited"] == 0].max() == 0  # copies only on a background
     assert 0.45 < present[:, 0][parameters["composited"] == 1].mean() < 0.55
     assert np.all(present[:, 1] <= present[:, 0])  # a second copy only with a first
+    blurred = parameters["blur"][parameters["blur"] > 0]
+    assert 0.27 < len(blurred) / len(parameters["blur"]) < 0.33
+    assert blurred.max() > 0.95  # whether and how much are separate draws: any amount up to the full blur
 
 
 def test_specimens_add_copies_of_the_fruit_behind_it():
