@@ -213,14 +213,7 @@ def apply(batch, parameters, settings):
 
     source = batch
     if settings["flip"] or settings["rotation"] or settings["zoom"] or settings.get("background"):
-        height, width = batch.shape[1], batch.shape[2]
-        if height is None or width is None:
-            height, width = tf.shape(batch)[1], tf.shape(batch)[2]
-        batch = tf.raw_ops.ImageProjectiveTransformV3(
-            images=batch, transforms=affine_transforms(parameters, tf.cast(height, tf.float32),
-                                                       tf.cast(width, tf.float32)),
-            output_shape=tf.stack([height, width]), fill_value=BACKGROUND_VALUE,
-            interpolation="BILINEAR", fill_mode="CONSTANT")
+        batch = warp(source, parameters)
         if "specimen_present" in parameters:
             batch = add_specimens(source, batch, parameters)
     fruit = shrink_mask(fruit_mask(batch)) if settings.get("background") else None  # before colour changes move the white
@@ -254,22 +247,29 @@ def apply(batch, parameters, settings):
     return tf.clip_by_value(batch, 0.0, 1.0)
 
 
-def add_specimens(source, batch, parameters):
-    """``batch`` (the fruit on white after its affine map) with the drawn copies of ``source`` laid behind it."""
+def warp(images, placement):
+    """``images`` through ``affine_transforms(placement)``: one bilinear resampling, the edges filled white."""
     import tensorflow as tf
 
-    height, width = tf.shape(batch)[1], tf.shape(batch)[2]
+    height, width = images.shape[1], images.shape[2]
+    if height is None or width is None:
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=affine_transforms(placement, tf.cast(height, tf.float32),
+                                                    tf.cast(width, tf.float32)),
+        output_shape=tf.stack([height, width]), fill_value=BACKGROUND_VALUE,
+        interpolation="BILINEAR", fill_mode="CONSTANT")
+
+
+def add_specimens(source, batch, parameters):
+    """``batch`` (the fruit on white after its affine map) with the drawn copies of ``source`` laid behind it."""
     for copy in range(EXTRA_SPECIMENS):
         placement = {"flip_x": parameters["flip_x"], "flip_y": parameters["flip_y"],
                      "angle": parameters["specimen_angle"][:, copy], "zoom": parameters["zoom"],
                      "scale": parameters["specimen_scale"][:, copy],
                      "shift_x": parameters["specimen_shift_x"][:, copy],
                      "shift_y": parameters["specimen_shift_y"][:, copy]}
-        layer = tf.raw_ops.ImageProjectiveTransformV3(
-            images=source, transforms=affine_transforms(placement, tf.cast(height, tf.float32),
-                                                        tf.cast(width, tf.float32)),
-            output_shape=tf.stack([height, width]), fill_value=BACKGROUND_VALUE,
-            interpolation="BILINEAR", fill_mode="CONSTANT")
+        layer = warp(source, placement)
         # Behind what is already there: the copy shows only where the frame is still white.
         show = parameters["specimen_present"][:, copy, None, None, None] * fruit_mask(layer) * (1.0 - fruit_mask(batch))
         batch = (1.0 - show) * batch + show * layer
