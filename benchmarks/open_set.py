@@ -174,7 +174,6 @@ def measure_model(run_dir, test, sets, realworld, data):
     """One row of the models table: real photos go through ``predict_images`` as ``fruitkeras predict`` sends them
     (an unfamiliar photo's classes guessed from the fruit cut out of it), and once as whole photos."""
     from fruitkeras.familiarity import KNOWN
-    from fruitkeras.forward import predict
     from fruitkeras.prediction import predict_images
     from fruitkeras.runs import load_model
 
@@ -185,7 +184,8 @@ def measure_model(run_dir, test, sets, realworld, data):
         model, metadata = load_model(Path(run_dir) / "model.keras")
     names, familiarity = metadata["class_names"], metadata["familiarity"]
     test_images, test_labels = test
-    accuracy = float((predict(model, test_images).argmax(axis=1) == test_labels).mean())
+    test_verdicts, test_probabilities = familiarity.assess(model, test_images)  # one pass for both columns
+    accuracy = float((test_probabilities.argmax(axis=1) == test_labels).mean())
     photo_types, class_types = type_tables(realworld)
     images, files = sets["real fruit photos"]
     truths = [photo_types[Path(path).relative_to(realworld).as_posix()] for path in files]
@@ -207,7 +207,8 @@ def measure_model(run_dir, test, sets, realworld, data):
         return float(np.mean([v == KNOWN for v, _ in familiarity.judge(model, images)]))
     row.update({"unseen accepted": accepted_share(sets["unseen classes"][0]),
                 "non-fruit accepted": accepted_share(sets["non-fruit photos"][0]),
-                "test accepted": accepted_share(test_images), "training minutes": training_minutes(run_dir)})
+                "test accepted": float(np.mean([v == KNOWN for v, _ in test_verdicts])),
+                "training minutes": training_minutes(run_dir)})
     return row
 
 

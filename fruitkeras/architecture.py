@@ -109,10 +109,11 @@ def _augmentation(value):
 # spread (0.2: x0.8 to x1.2); background as the share of images laid on a procedural background, zoom_out
 # as the largest shrink of those (0.6: the fruit keeps 40% to 100% of its size), specimens as the share of those
 # with more copies of the fruit; temperature as the largest red/blue gain step, occlusion and blur as shares of
-# images, noise as the largest standard deviation.  0 switches one off.
+# images, noise as the largest standard deviation, exposure as the largest log gain of the fruit (0.4: x0.67 to
+# x1.49), stretch as the largest log ratio by which the fruit is drawn wider or taller.  0 switches one off.
 AUGMENTATION_DEFAULTS = {"flip": True, "rotation": 0.05, "zoom": 0.1, "brightness": 0.1, "hue": 0.0, "saturation": 0.0,
                          "background": 0.0, "zoom_out": 0.0, "specimens": 0.0, "temperature": 0.0, "occlusion": 0.0,
-                         "blur": 0.0, "noise": 0.0}
+                         "blur": 0.0, "noise": 0.0, "exposure": 0.0, "stretch": 0.0}
 
 _POOL = {"pool_size": (_size, 2), "strides": (_optional(_size), None), "padding": (_one_of("valid", "same"), "valid")}
 

@@ -23,7 +23,11 @@ Photos outside the studio also differ in light and sharpness: ``temperature``
 tints warm or cold (red and blue gains moved apart), ``occlusion`` (a
 probability) covers a rectangle of the frame with a flat colour, ``blur`` (a
 probability) softens the image by a random amount, and ``noise`` is the
-largest standard deviation of the pixel noise added.
+largest standard deviation of the pixel noise added.  ``exposure`` darkens or
+brightens the fruit alone, by a gain of up to e^exposure either way, and leaves
+the white round it white: GrabCut's cut-out of a photo taken in dim or bright
+light is a fruit of another exposure on white.  ``stretch`` draws the fruit
+wider or taller by up to e^stretch, as another specimen of its kind may be.
 """
 
 import math
@@ -35,7 +39,7 @@ STREAMS = {"flip_x": 1, "flip_y": 2, "angle": 3, "zoom": 4, "hue": 5, "saturatio
            "specimens": 19, "specimen_count": 20, "specimen_scale": 21, "specimen_shift_x": 22,
            "specimen_shift_y": 23, "specimen_angle": 24, "occlusion": 25, "occluder": 26, "occluder_colour": 27,
            "blur": 28, "noise": 29, "noise_field": 30, "temperature": 31, "occluder_corner": 32,
-           "blur_amount": 33}
+           "blur_amount": 33, "exposure": 34, "stretch": 35}
 BACKGROUND_VALUE = 1.0  # white, in the [0, 1] scale models see
 # The mask: a pixel is background when its darkest channel is above WHITE_FROM, fruit below WHITE_FROM - RAMP.
 WHITE_FROM, RAMP = 0.94, 0.08
@@ -45,8 +49,10 @@ OCCLUDER_SIDES = (0.2, 0.5)  # an occluding rectangle's sides, as fractions of t
 BLUR_SIGMA = 1.5  # pixels: a blurred image is mixed with the image at this blur by a random weight
 
 
-# The keys that take a photo out of the studio (backgrounds, copies, camera effects); the rest is studio jitter.
-OUTSIDE_THE_STUDIO = ("background", "zoom_out", "specimens", "temperature", "occlusion", "blur", "noise")
+# The keys that take a photo out of the studio (backgrounds, copies, camera effects, light, another specimen's
+# proportions); the rest is studio jitter, the difference between two frames of one fruit.
+OUTSIDE_THE_STUDIO = ("background", "zoom_out", "specimens", "temperature", "occlusion", "blur", "noise", "exposure",
+                      "stretch")
 
 
 def studio_settings(settings):
@@ -76,7 +82,8 @@ def draw_parameters(settings, key, count):
 
     ``flip_x``/``flip_y``: -1 (flipped) or 1; ``angle`` in radians; ``zoom``: the
     scale of the area read (> 1 zooms out); ``hue`` (shift), ``saturation``
-    (factor), ``brightness`` (shift).  A strength of 0 gives the identity.
+    (factor), ``brightness`` (shift); with ``stretch``, the factor by which the fruit is drawn wider than it is
+    tall (its inverse makes it taller).  A strength of 0 gives the identity.
     """
     import tensorflow as tf
 
@@ -98,6 +105,8 @@ def draw_parameters(settings, key, count):
         "saturation": spread("saturation", settings["saturation"], 1.0),
         "brightness": spread("brightness", settings["brightness"]),
     }
+    if settings.get("stretch"):
+        parameters["stretch"] = tf.exp(_uniform(key, "stretch", count, -settings["stretch"], settings["stretch"]))
     if settings.get("background"):
         parameters.update(background_parameters(settings, key, count))
     if settings.get("specimens") and settings.get("background"):
@@ -127,12 +136,15 @@ def specimen_parameters(settings, key, count, composited):
 
 
 def photo_parameters(settings, key, count):
-    """The camera's share: ``temperature`` (a gain step, red up when blue goes down), an ``occluded`` flag with
-    its rectangle ``occluder`` (count, 4: top, left, height, width as fractions) and ``occluder_colour``, ``blur``
-    (a weight in [0, 1], 0 for images not drawn) and ``noise`` (a standard deviation)."""
+    """The camera's share: ``exposure`` (the fruit's gain), ``temperature`` (a gain step, red up when blue goes
+    down), an ``occluded`` flag with its rectangle ``occluder`` (count, 4: top, left, height, width as fractions)
+    and ``occluder_colour``, ``blur`` (a weight in [0, 1], 0 for images not drawn) and ``noise`` (a standard
+    deviation)."""
     import tensorflow as tf
 
     parameters = {}
+    if settings.get("exposure"):
+        parameters["exposure"] = tf.exp(_uniform(key, "exposure", count, -settings["exposure"], settings["exposure"]))
     if settings.get("temperature"):
         parameters["temperature"] = _uniform(key, "temperature", count, -settings["temperature"],
                                              settings["temperature"])
@@ -186,7 +198,7 @@ def background_parameters(settings, key, count):
 def affine_transforms(parameters, height, width):
     """The (N, 8) projective transforms that map each output pixel to where it is read in the input.
 
-    Input point = centre + zoom · R(angle) · diag(flip_x, flip_y) · (output point - centre).
+    Input point = centre + zoom · R(angle) · diag(flip_x / stretch, flip_y · stretch) · (output point - centre).
     """
     import tensorflow as tf
 
@@ -194,6 +206,8 @@ def affine_transforms(parameters, height, width):
     if "scale" in parameters:  # shrunk onto a background: a wider area is read, the fruit moved by the shift
         zoom = zoom / parameters["scale"]
     fx, fy = parameters["flip_x"], parameters["flip_y"]
+    if "stretch" in parameters:  # another specimen's proportions: a longer mango, a rounder pear
+        fx, fy = fx / parameters["stretch"], fy * parameters["stretch"]
     a0, a1 = zoom * cos * fx, -zoom * sin * fy
     b0, b1 = zoom * sin * fx, zoom * cos * fy
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
@@ -212,11 +226,14 @@ def apply(batch, parameters, settings):
     import tensorflow as tf
 
     source = batch
-    if settings["flip"] or settings["rotation"] or settings["zoom"] or settings.get("background"):
+    if settings["flip"] or settings["rotation"] or settings["zoom"] or settings.get("background") or \
+            settings.get("stretch"):
         batch = warp(source, parameters)
         if "specimen_present" in parameters:
             batch = add_specimens(source, batch, parameters)
     fruit = shrink_mask(fruit_mask(batch)) if settings.get("background") else None  # before colour changes move the white
+    if "exposure" in parameters:
+        batch = batch * (1.0 + fruit_mask(batch) * (parameters["exposure"][:, None, None, None] - 1.0))
     if settings["hue"] or settings["saturation"]:
         # White has no saturation, so hue and saturation changes leave the background white.
         hsv = tf.image.rgb_to_hsv(tf.clip_by_value(batch, 0.0, 1.0))

@@ -89,7 +89,8 @@ def top_classes(probabilities, class_names, top=5):
 
 
 def look_closer(model, familiarity, images, sources, cut_out=True):
-    """(images, [(verdict, familiarity)], [cut out?]): each image's verdict, and the image to answer from.
+    """(images, class probabilities, [(verdict, familiarity)], [cut out?]): each image's verdict, and the image
+    to answer from with its probabilities.
 
     A photo judged ``unfamiliar photo`` is given a second look: the fruit cut
     out of it (``fruitkeras.foreground``, from ``sources``: the files or
@@ -98,13 +99,16 @@ def look_closer(model, familiarity, images, sources, cut_out=True):
     statistics called familiar were mostly of the wrong class (1 of 7 right),
     so a cut-out improves the guess and never the trust in it.  Without
     ``familiarity`` every verdict is ``not available`` and nothing is cut out.
+    The verdict and the probabilities come from one forward pass; only the
+    cut-outs take a second.
     """
     from fruitkeras import foreground
+    from fruitkeras.forward import predict
 
     flags = [False] * len(images)
     if familiarity is None:
-        return images, [(NOT_AVAILABLE, None)] * len(images), flags
-    verdicts = familiarity.judge(model, images)
+        return images, predict(model, images), [(NOT_AVAILABLE, None)] * len(images), flags
+    verdicts, probabilities = familiarity.assess(model, images)
     for index, (verdict, _) in enumerate(verdicts):
         if cut_out and verdict == UNFAMILIAR_PHOTO:
             piece = foreground.cut_out(datalib.read_rgb(sources[index]))
@@ -114,7 +118,9 @@ def look_closer(model, familiarity, images, sources, cut_out=True):
                 images[index] = datalib.fit_to_size(piece, images.shape[1:3]).astype(np.float32) * np.float32(
                     datalib.PIXEL_SCALE)
                 flags[index] = True
-    return images, verdicts, flags
+    if any(flags):
+        probabilities[flags] = predict(model, images[flags])
+    return images, probabilities, verdicts, flags
 
 
 def predict_images(model, class_names, images, paths, top=5, familiarity=None, cut_out=True):
@@ -123,11 +129,9 @@ def predict_images(model, class_names, images, paths, top=5, familiarity=None, c
     ``familiarity``: the run's ``Familiarity`` statistics; without them every verdict is ``not available``.
     ``cut_out``: guess an unfamiliar photo's classes from the fruit cut out of it (``look_closer``).
     """
-    from fruitkeras.forward import predict
-
-    images, judged, cut = look_closer(model, familiarity, images, paths, cut_out)
+    images, probabilities, judged, cut = look_closer(model, familiarity, images, paths, cut_out)
     return [Prediction(path, *top_classes(p, class_names, top), *verdict, was_cut)
-            for path, p, verdict, was_cut in zip(paths, predict(model, images), judged, cut)]
+            for path, p, verdict, was_cut in zip(paths, probabilities, judged, cut)]
 
 
 def rounded(familiarity):

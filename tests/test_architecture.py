@@ -76,7 +76,7 @@ def test_training_defaults_and_overrides(architecture_file):
     assert training["augmentation"] == {"flip": True, "rotation": 0.0, "zoom": 0.1, "brightness": 0.1,
                                         "hue": 0.0, "saturation": 0.0, "background": 0.0, "zoom_out": 0.0,
                                         "specimens": 0.0, "temperature": 0.0, "occlusion": 0.0, "blur": 0.0,
-                                        "noise": 0.0}
+                                        "noise": 0.0, "exposure": 0.0, "stretch": 0.0}
     assert load_architecture(architecture_file(MINIMAL)).training["augmentation"] is None
     # The recipe fields are optional and default to plain training.
     assert (training["schedule"], training["warmup_epochs"], training["label_smoothing"],

@@ -191,7 +191,7 @@ def test_architecture_files_switch_compositing_on_by_name(architecture_file):
 
 OUTSIDE = {"flip": True, "rotation": 0.1, "zoom": 0.1, "brightness": 0.2, "hue": 0.0, "saturation": 0.2,
            "background": 0.7, "zoom_out": 0.7, "specimens": 0.5, "temperature": 0.15, "occlusion": 0.3,
-           "blur": 0.3, "noise": 0.05}
+           "blur": 0.3, "noise": 0.05, "exposure": 0.4, "stretch": 0.2}
 ONLY = {"flip": False, "rotation": 0.0, "zoom": 0.0, "brightness": 0.0, "hue": 0.0, "saturation": 0.0}
 
 
@@ -203,7 +203,7 @@ def test_photo_effects_draw_independently_of_each_other_and_of_the_rest():
             scalars[f"{name}{column}"] = parameters[name].reshape(len(parameters["zoom"]), -1)[:, column]
     scalars.pop("noise_key", None)
     names = [name for name in scalars if np.ptp(scalars[name]) > 0]
-    assert {"temperature", "blur", "noise", "occluded", "specimen_scale0", "occluder3"} <= set(names)
+    assert {"temperature", "blur", "noise", "occluded", "specimen_scale0", "occluder3", "exposure", "stretch"} <= set(names)
     correlations = np.corrcoef(np.stack([scalars[name] for name in names]))
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
@@ -221,6 +221,8 @@ def test_photo_effects_draw_independently_of_each_other_and_of_the_rest():
     blurred = parameters["blur"][parameters["blur"] > 0]
     assert 0.27 < len(blurred) / len(parameters["blur"]) < 0.33
     assert blurred.max() > 0.95  # whether and how much are separate draws: any amount up to the full blur
+    log_gain = np.log(parameters["exposure"])
+    assert -0.4 <= log_gain.min() < -0.38 and 0.38 < log_gain.max() <= 0.4 and abs(log_gain.mean()) < 0.02
 
 
 def test_specimens_add_copies_of_the_fruit_behind_it():
@@ -282,12 +284,44 @@ def test_temperature_and_noise():
     np.testing.assert_array_equal(out, again)  # the noise is keyed like every other draw
 
 
+def test_exposure_changes_the_fruit_and_leaves_the_white_round_it():
+    """A cut-out of a photo in dim light is a darker fruit on white; exposure makes such images from studio ones."""
+    image, disc = disc_on_white()
+    settings = dict(ONLY, exposure=0.5)
+    parameters = augmentation.draw_parameters(settings, augmentation.batch_key(0, 0, 6), 3)
+    parameters["exposure"] = tf.constant([0.5, 1.4, 1.0])
+    out = augmentation.apply(tf.constant(np.stack([image] * 3)), parameters, settings).numpy()
+    np.testing.assert_allclose(out[0][disc], np.tile([0.35, 0.05, 0.1], (disc.sum(), 1)), atol=1e-6)
+    np.testing.assert_allclose(out[1][disc], np.tile([0.98, 0.14, 0.28], (disc.sum(), 1)), atol=1e-6)
+    np.testing.assert_array_equal(out[:2][:, ~disc], 1.0)  # the background stays white
+    np.testing.assert_array_equal(out[2], image)
+
+
+def test_stretch_draws_the_fruit_wider_or_taller_by_its_factor():
+    image, disc = disc_on_white(size=60, radius=14)
+    settings = dict(ONLY, stretch=0.3)
+    parameters = augmentation.draw_parameters(settings, augmentation.batch_key(0, 0, 7), 3)
+    parameters["stretch"] = tf.constant([1.25, 0.8, 1.0])
+    out = augmentation.apply(tf.constant(np.stack([image] * 3)), parameters, settings).numpy()
+
+    def extent(picture, axis):  # the fruit's width (axis 0) or height (axis 1) in pixels, edges counted by weight
+        return (1.0 - picture[..., 1]).max(axis=axis).sum() / 0.9
+
+    width, height = extent(image, 0), extent(image, 1)
+    assert abs(extent(out[0], 0) / width - 1.25) < 0.05 and abs(extent(out[0], 1) / height - 0.8) < 0.05
+    assert abs(extent(out[1], 0) / width - 0.8) < 0.05 and abs(extent(out[1], 1) / height - 1.25) < 0.05
+    np.testing.assert_allclose(out[2], image, atol=1e-6)
+    log_ratio = np.log(pipeline_parameters(settings, batches=40)["stretch"])
+    assert -0.3 <= log_ratio.min() < -0.28 and 0.28 < log_ratio.max() <= 0.3
+
+
 def test_new_effects_off_leave_the_stream_as_it_was():
     """Keys set to 0 draw nothing and change nothing: older runs' augmented images are unchanged."""
     images = tf.constant(asymmetric_images())
     key = augmentation.batch_key(3, 1, 7)
     before = augmentation.make_augmenter(EVERYTHING)(images, key).numpy()
-    off = dict(EVERYTHING, specimens=0.0, temperature=0.0, occlusion=0.0, blur=0.0, noise=0.0)
+    off = dict(EVERYTHING, specimens=0.0, temperature=0.0, occlusion=0.0, blur=0.0, noise=0.0, exposure=0.0,
+               stretch=0.0)
     np.testing.assert_array_equal(augmentation.make_augmenter(off)(images, key).numpy(), before)
     assert set(augmentation.draw_parameters(off, key, 4)) == set(augmentation.draw_parameters(EVERYTHING, key, 4))
 

@@ -94,7 +94,8 @@ def test_the_thresholds_accept_the_share_of_held_out_photos():
     photo, known = familiarity.thresholds(typicality, similarity)
     accepted = (typicality >= photo) & (similarity >= known)
     assert abs(accepted.mean() - familiarity.ACCEPTED_SHARE) < 0.001
-    assert abs((typicality < photo).mean() - (1 - familiarity.ACCEPTED_SHARE) / 2) < 0.001
+    rejected_by_photo = (1 - familiarity.ACCEPTED_SHARE) * familiarity.PHOTO_SHARE_OF_REJECTIONS
+    assert abs((typicality < photo).mean() - rejected_by_photo) < 0.0005
 
 
 def test_fit_familiarity_refits_an_old_run_to_the_same_statistics(wheel_run, tmp_path, runner):
@@ -199,6 +200,23 @@ def test_an_unfamiliar_photo_is_answered_from_the_fruit_cut_out_of_it(wheel_run,
     assert explained.cut_out == [True] and "(fruit cut out)" in explained.title(0)
     # What is drawn and explained (and what the page shows) is the cut-out
     np.testing.assert_allclose(explained.images[0], model_input(foreground.cut_out(read_rgb(photos[0]))), atol=1e-6)
+
+
+def test_the_verdict_pass_gives_the_models_own_probabilities(wheel_run, tmp_path):
+    """``look_closer`` takes the class probabilities from the verdict's forward pass, and runs only the cut-outs
+    again: the answer must be what the whole model says of the image it answers from."""
+    from fruitkeras.forward import predict
+    from fruitkeras.prediction import look_closer
+
+    rng = np.random.default_rng(15)
+    photos = [tmp_path / "on_table.jpg", tmp_path / "studio.png"]
+    Image.fromarray(fruit_on_a_table(WHEEL["green"], rng)).save(photos[0], quality=92)
+    Image.fromarray(draw_fruit(WHEEL["cyan"], rng)).save(photos[1])
+    images = np.stack([model_input(np.asarray(Image.open(photo).convert("RGB"))) for photo in photos])
+    answered, probabilities, judged, cut = look_closer(wheel_run["model"], wheel_run["familiarity"], images, photos)
+    assert cut == [True, False] and [v for v, _ in judged] == [familiarity.UNFAMILIAR_PHOTO, familiarity.KNOWN]
+    np.testing.assert_allclose(probabilities, predict(wheel_run["model"], answered), atol=1e-5)
+    assert not np.allclose(probabilities[0], predict(wheel_run["model"], images[:1])[0], atol=1e-3)  # the cut-out's
 
 
 def test_explain_names_the_verdict_in_the_terminal_and_the_figure(trained_run, runner, tmp_path):

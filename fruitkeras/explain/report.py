@@ -18,7 +18,6 @@ from fruitkeras.explain.gradcam import feature_layer_index
 from fruitkeras.explain.occlusion import check_geometry, parse_fill
 from fruitkeras.explain.registry import METHOD, NAMES, ExplainOptions  # noqa: F401  (ExplainOptions: for callers)
 from fruitkeras.explain.class_scores import losses
-from fruitkeras.forward import predict
 from fruitkeras.prediction import look_closer
 
 def unique_stems(paths):
@@ -75,8 +74,7 @@ def explain_images(model, metadata, images, paths, methods, options, label=None,
     except ValueError as error:  # a bad --fill, --baseline, --layer, --patch or --stride
         raise FruitkerasError(str(error)) from None
     # An unfamiliar photo is explained as it is guessed: from the fruit cut out of it (``look_closer``).
-    images, verdicts, cut = look_closer(model, metadata.get("familiarity"), images, paths, cut_out)
-    probabilities = predict(model, images)
+    images, probabilities, verdicts, cut = look_closer(model, metadata.get("familiarity"), images, paths, cut_out)
     predicted = probabilities.argmax(axis=1)
     targets = np.full(len(images), classes.index(label)) if label else predicted
     maps, seconds = {}, {}
