@@ -203,7 +203,8 @@ def test_photo_effects_draw_independently_of_each_other_and_of_the_rest():
             scalars[f"{name}{column}"] = parameters[name].reshape(len(parameters["zoom"]), -1)[:, column]
     scalars.pop("noise_key", None)
     names = [name for name in scalars if np.ptp(scalars[name]) > 0]
-    assert {"temperature", "blur", "noise", "occluded", "specimen_scale0", "occluder3", "exposure", "stretch"} <= set(names)
+    assert {"temperature", "blur", "noise", "occluded", "specimen_scale0", "occluder3", "exposure",
+            "stretch"} <= set(names)
     correlations = np.corrcoef(np.stack([scalars[name] for name in names]))
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
