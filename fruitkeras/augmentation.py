@@ -231,9 +231,11 @@ def apply(batch, parameters, settings):
         batch = warp(source, parameters)
         if "specimen_present" in parameters:
             batch = add_specimens(source, batch, parameters)
-    fruit = shrink_mask(fruit_mask(batch)) if settings.get("background") else None  # before colour changes move the white
+    # The fruit's mask, taken before colour changes move the white: compositing uses it less its edge.
+    mask = fruit_mask(batch) if settings.get("background") or "exposure" in parameters else None
+    fruit = shrink_mask(mask) if settings.get("background") else None
     if "exposure" in parameters:
-        batch = batch * (1.0 + fruit_mask(batch) * (parameters["exposure"][:, None, None, None] - 1.0))
+        batch = batch * (1.0 + mask * (parameters["exposure"][:, None, None, None] - 1.0))
     if settings["hue"] or settings["saturation"]:
         # White has no saturation, so hue and saturation changes leave the background white.
         hsv = tf.image.rgb_to_hsv(tf.clip_by_value(batch, 0.0, 1.0))
