@@ -80,7 +80,8 @@ def test_training_defaults_and_overrides(architecture_file):
     assert load_architecture(architecture_file(MINIMAL)).training["augmentation"] is None
     # The recipe fields are optional and default to plain training.
     assert (training["schedule"], training["warmup_epochs"], training["label_smoothing"],
-            training["weight_decay"], training["precise_bn_batches"]) == ("constant", 0, 0.0, 0.0, 0)
+            training["weight_decay"], training["precise_bn_batches"], training["type_loss"]) == ("constant", 0, 0.0, 0.0, 0,
+                                                                                                 0.0)
 
 
 @pytest.mark.parametrize(
@@ -91,6 +92,7 @@ def test_training_defaults_and_overrides(architecture_file):
         ("label_smoothing", 1.5, "'label_smoothing' must be a number in [0, 1)"),
         ("weight_decay", "lots", "'weight_decay' must be a number in [0, 1)"),
         ("precise_bn_batches", 2.5, "'precise_bn_batches' must be a non-negative integer"),
+        ("type_loss", -0.5, "'type_loss' must be a number >= 0"),
         ("augmentation", {"hue": 2}, "'augmentation' must be a number in [0, 1)"),
     ],
 )
