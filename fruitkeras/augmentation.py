@@ -39,7 +39,9 @@ STREAMS = {"flip_x": 1, "flip_y": 2, "angle": 3, "zoom": 4, "hue": 5, "saturatio
            "specimens": 19, "specimen_count": 20, "specimen_scale": 21, "specimen_shift_x": 22,
            "specimen_shift_y": 23, "specimen_angle": 24, "occlusion": 25, "occluder": 26, "occluder_colour": 27,
            "blur": 28, "noise": 29, "noise_field": 30, "temperature": 31, "occluder_corner": 32,
-           "blur_amount": 33, "exposure": 34, "stretch": 35}
+           "blur_amount": 33, "exposure": 34, "stretch": 35,
+           # outlier exposure (``fruitkeras.outliers``), after the augmentation of the batch
+           "outlier_chosen": 101, "outlier_cut": 102, "outlier_direction": 103}
 BACKGROUND_VALUE = 1.0  # white, in the [0, 1] scale models see
 # The mask: a pixel is background when its darkest channel is above WHITE_FROM, fruit below WHITE_FROM - RAMP.
 WHITE_FROM, RAMP = 0.94, 0.08
@@ -70,7 +72,8 @@ def batch_key(seed, epoch, batch):
     return tf.random.experimental.stateless_fold_in(key, tf.cast(batch, tf.int64))
 
 
-def _uniform(key, stream, count, low, high):
+def draw_uniform(key, stream, count, low, high):
+    """``count`` numbers uniform in [low, high) from ``stream`` (a name in STREAMS) of the batch's ``key``."""
     import tensorflow as tf
 
     return tf.random.stateless_uniform((count,), tf.random.experimental.stateless_fold_in(key, STREAMS[stream]),
@@ -88,13 +91,13 @@ def draw_parameters(settings, key, count):
     import tensorflow as tf
 
     def sign(stream):
-        flipped = _uniform(key, stream, count, 0.0, 1.0) < 0.5
+        flipped = draw_uniform(key, stream, count, 0.0, 1.0) < 0.5
         return tf.where(flipped, -1.0, 1.0) if settings["flip"] else tf.ones((count,))
 
     def spread(stream, strength, centre=0.0):
         if not strength:
             return tf.fill((count,), centre)
-        return centre + _uniform(key, stream, count, -strength, strength)
+        return centre + draw_uniform(key, stream, count, -strength, strength)
 
     parameters = {
         "flip_x": sign("flip_x"),
@@ -106,7 +109,7 @@ def draw_parameters(settings, key, count):
         "brightness": spread("brightness", settings["brightness"]),
     }
     if settings.get("stretch"):
-        parameters["stretch"] = tf.exp(_uniform(key, "stretch", count, -settings["stretch"], settings["stretch"]))
+        parameters["stretch"] = tf.exp(draw_uniform(key, "stretch", count, -settings["stretch"], settings["stretch"]))
     if settings.get("background"):
         parameters.update(background_parameters(settings, key, count))
     if settings.get("specimens") and settings.get("background"):
@@ -124,8 +127,8 @@ def specimen_parameters(settings, key, count, composited):
         return tf.random.stateless_uniform((count, EXTRA_SPECIMENS), tf.random.experimental.stateless_fold_in(
             key, STREAMS[stream]), minval=low, maxval=high)
 
-    chosen = composited * tf.cast(_uniform(key, "specimens", count, 0.0, 1.0) < settings["specimens"], tf.float32)
-    copies = tf.floor(_uniform(key, "specimen_count", count, 1.0, EXTRA_SPECIMENS + 1.0))  # 1 .. EXTRA_SPECIMENS
+    chosen = composited * tf.cast(draw_uniform(key, "specimens", count, 0.0, 1.0) < settings["specimens"], tf.float32)
+    copies = tf.floor(draw_uniform(key, "specimen_count", count, 1.0, EXTRA_SPECIMENS + 1.0))  # 1 .. EXTRA_SPECIMENS
     present = chosen[:, None] * tf.cast(tf.range(EXTRA_SPECIMENS, dtype=tf.float32)[None] < copies[:, None], tf.float32)
     scale = 1.0 - draw("specimen_scale", 0.0, settings.get("zoom_out", 0.0))
     room = (1.0 - scale) / 2
@@ -144,25 +147,25 @@ def photo_parameters(settings, key, count):
 
     parameters = {}
     if settings.get("exposure"):
-        parameters["exposure"] = tf.exp(_uniform(key, "exposure", count, -settings["exposure"], settings["exposure"]))
+        parameters["exposure"] = tf.exp(draw_uniform(key, "exposure", count, -settings["exposure"], settings["exposure"]))
     if settings.get("temperature"):
-        parameters["temperature"] = _uniform(key, "temperature", count, -settings["temperature"],
+        parameters["temperature"] = draw_uniform(key, "temperature", count, -settings["temperature"],
                                              settings["temperature"])
     if settings.get("occlusion"):
         sides = tf.random.stateless_uniform((count, 2), tf.random.experimental.stateless_fold_in(
             key, STREAMS["occluder"]), minval=OCCLUDER_SIDES[0], maxval=OCCLUDER_SIDES[1])
         corner = tf.random.stateless_uniform((count, 2), tf.random.experimental.stateless_fold_in(
             key, STREAMS["occluder_corner"])) * (1.0 - sides)
-        parameters["occluded"] = tf.cast(_uniform(key, "occlusion", count, 0.0, 1.0) < settings["occlusion"],
+        parameters["occluded"] = tf.cast(draw_uniform(key, "occlusion", count, 0.0, 1.0) < settings["occlusion"],
                                          tf.float32)
         parameters["occluder"] = tf.concat([corner, sides], axis=1)
         parameters["occluder_colour"] = tf.random.stateless_uniform(
             (count, 3), tf.random.experimental.stateless_fold_in(key, STREAMS["occluder_colour"]))
     if settings.get("blur"):
-        blurred = tf.cast(_uniform(key, "blur", count, 0.0, 1.0) < settings["blur"], tf.float32)
-        parameters["blur"] = blurred * _uniform(key, "blur_amount", count, 0.0, 1.0) ** 0.5
+        blurred = tf.cast(draw_uniform(key, "blur", count, 0.0, 1.0) < settings["blur"], tf.float32)
+        parameters["blur"] = blurred * draw_uniform(key, "blur_amount", count, 0.0, 1.0) ** 0.5
     if settings.get("noise"):
-        parameters["noise"] = _uniform(key, "noise", count, 0.0, settings["noise"])
+        parameters["noise"] = draw_uniform(key, "noise", count, 0.0, settings["noise"])
         parameters["noise_key"] = key  # the noise field is drawn in apply, where the image size is known
     return parameters
 
@@ -177,21 +180,21 @@ def background_parameters(settings, key, count):
         return tf.random.stateless_uniform((count, cells, cells, 3),
                                            tf.random.experimental.stateless_fold_in(key, STREAMS[stream]))
 
-    composited = tf.cast(_uniform(key, "background", count, 0.0, 1.0) < settings["background"], tf.float32)
-    scale = 1.0 - composited * _uniform(key, "scale", count, 0.0, settings.get("zoom_out", 0.0))
+    composited = tf.cast(draw_uniform(key, "background", count, 0.0, 1.0) < settings["background"], tf.float32)
+    scale = 1.0 - composited * draw_uniform(key, "scale", count, 0.0, settings.get("zoom_out", 0.0))
     room = (1.0 - scale) / 2  # the fruit moves at most to the frame's edge
     return {
         "composited": composited,
         "scale": scale,
-        "shift_x": room * _uniform(key, "shift_x", count, -1.0, 1.0),
-        "shift_y": room * _uniform(key, "shift_y", count, -1.0, 1.0),
+        "shift_x": room * draw_uniform(key, "shift_x", count, -1.0, 1.0),
+        "shift_y": room * draw_uniform(key, "shift_y", count, -1.0, 1.0),
         "colour_a": grid("colour_a", 1)[:, 0, 0],
         "colour_b": grid("colour_b", 1)[:, 0, 0],
-        "gradient_angle": _uniform(key, "gradient_angle", count, 0.0, 2 * math.pi),
+        "gradient_angle": draw_uniform(key, "gradient_angle", count, 0.0, 2 * math.pi),
         "coarse": grid("coarse", COARSE_CELLS),
         "fine": grid("fine", FINE_CELLS),
-        "mix": _uniform(key, "mix", count, 0.0, 1.0),
-        "texture": _uniform(key, "texture", count, 0.0, 0.4),
+        "mix": draw_uniform(key, "mix", count, 0.0, 1.0),
+        "texture": draw_uniform(key, "texture", count, 0.0, 0.4),
     }
 
 

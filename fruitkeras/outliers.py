@@ -9,13 +9,12 @@ classes.  The network learns to spread its answer over a fruit it does not
 know, and to keep such a fruit's features apart from its classes', which the
 verdict's nearest-training-photo test (``fruitkeras.familiarity``) measures.
 
-Drawn statelessly from the batch's key, like the augmentation, so the same
-seed still gives the same history.
+Drawn statelessly from the batch's key, from streams of the augmentation's
+table (``augmentation.STREAMS``), so the same seed still gives the same
+history.
 """
 
 NO_CLASS = -1  # the label of an outlier
-# Streams folded into the batch key; apart from the augmentation's (``augmentation.STREAMS``: 1-35).
-STREAMS = {"chosen": 101, "cut": 102, "direction": 103}
 CUT_RANGE = (0.35, 0.65)  # where the photo is cut, as a fraction of its width or height
 
 
@@ -25,21 +24,21 @@ def make_outlier_exposure(share):
         return None
     import tensorflow as tf
 
-    def uniform(key, stream, count, low=0.0, high=1.0):
-        return tf.random.stateless_uniform((count,), tf.random.experimental.stateless_fold_in(key, STREAMS[stream]),
-                                           minval=low, maxval=high)
+    from fruitkeras.augmentation import draw_uniform, rectangle_masks
 
     def expose(batch, labels, key):
-        count, height, width = tf.shape(batch)[0], tf.shape(batch)[1], tf.shape(batch)[2]
+        count = tf.shape(batch)[0]
         partners, partner_labels = tf.roll(batch, 1, axis=0), tf.roll(labels, 1, axis=0)
         # Two photos of one class make no outlier: those stay as they are.
-        chosen = (uniform(key, "chosen", count) < share) & (partner_labels != labels)
-        cut = uniform(key, "cut", count, *CUT_RANGE)[:, None, None]
-        rows = (tf.cast(tf.range(height), tf.float32)[None, :, None] + 0.5) / tf.cast(height, tf.float32)
-        columns = (tf.cast(tf.range(width), tf.float32)[None, None, :] + 0.5) / tf.cast(width, tf.float32)
-        across = (uniform(key, "direction", count) < 0.5)[:, None, None]
-        far_side = tf.where(across, rows >= cut, columns >= cut)  # (N, H, W)
-        taken = (chosen[:, None, None] & far_side)[..., None]
-        return tf.where(taken, partners, batch), tf.where(chosen, tf.constant(NO_CLASS, labels.dtype), labels)
+        chosen = (draw_uniform(key, "outlier_chosen", count, 0.0, 1.0) < share) & (partner_labels != labels)
+        cut = draw_uniform(key, "outlier_cut", count, *CUT_RANGE)
+        zeros, ones = tf.zeros_like(cut), tf.ones_like(cut)
+        across = (draw_uniform(key, "outlier_direction", count, 0.0, 1.0) < 0.5)[:, None]
+        # The far side as a box (top, left, height, width): below the cut, or right of it.
+        far_side = tf.where(across, tf.stack([cut, zeros, 1.0 - cut, ones], axis=1),
+                            tf.stack([zeros, cut, ones, 1.0 - cut], axis=1))
+        taken = tf.cast(chosen, tf.float32)[:, None, None, None] * rectangle_masks(far_side, tf.shape(batch)[1],
+                                                                                  tf.shape(batch)[2])
+        return tf.where(taken > 0, partners, batch), tf.where(chosen, tf.constant(NO_CLASS, labels.dtype), labels)
 
     return expose
