@@ -72,12 +72,13 @@ def batch_key(seed, epoch, batch):
     return tf.random.experimental.stateless_fold_in(key, tf.cast(batch, tf.int64))
 
 
-def draw_uniform(key, stream, count, low, high):
-    """``count`` numbers uniform in [low, high) from ``stream`` (a name in STREAMS) of the batch's ``key``."""
+def draw_uniform(key, stream, count, low, high, per_image=()):
+    """Numbers uniform in [low, high) from ``stream`` (a name in STREAMS) of the batch's ``key``: ``count`` of
+    them, or ``count`` arrays of shape ``per_image``."""
     import tensorflow as tf
 
-    return tf.random.stateless_uniform((count,), tf.random.experimental.stateless_fold_in(key, STREAMS[stream]),
-                                       minval=low, maxval=high)
+    return tf.random.stateless_uniform((count, *per_image), tf.random.experimental.stateless_fold_in(
+        key, STREAMS[stream]), minval=low, maxval=high)
 
 
 def draw_parameters(settings, key, count):
@@ -124,8 +125,7 @@ def specimen_parameters(settings, key, count, composited):
     import tensorflow as tf
 
     def draw(stream, low, high):
-        return tf.random.stateless_uniform((count, EXTRA_SPECIMENS), tf.random.experimental.stateless_fold_in(
-            key, STREAMS[stream]), minval=low, maxval=high)
+        return draw_uniform(key, stream, count, low, high, per_image=(EXTRA_SPECIMENS,))
 
     chosen = composited * tf.cast(draw_uniform(key, "specimens", count, 0.0, 1.0) < settings["specimens"], tf.float32)
     copies = tf.floor(draw_uniform(key, "specimen_count", count, 1.0, EXTRA_SPECIMENS + 1.0))  # 1 .. EXTRA_SPECIMENS
@@ -152,15 +152,12 @@ def photo_parameters(settings, key, count):
         parameters["temperature"] = draw_uniform(key, "temperature", count, -settings["temperature"],
                                              settings["temperature"])
     if settings.get("occlusion"):
-        sides = tf.random.stateless_uniform((count, 2), tf.random.experimental.stateless_fold_in(
-            key, STREAMS["occluder"]), minval=OCCLUDER_SIDES[0], maxval=OCCLUDER_SIDES[1])
-        corner = tf.random.stateless_uniform((count, 2), tf.random.experimental.stateless_fold_in(
-            key, STREAMS["occluder_corner"])) * (1.0 - sides)
+        sides = draw_uniform(key, "occluder", count, *OCCLUDER_SIDES, per_image=(2,))
+        corner = draw_uniform(key, "occluder_corner", count, 0.0, 1.0, per_image=(2,)) * (1.0 - sides)
         parameters["occluded"] = tf.cast(draw_uniform(key, "occlusion", count, 0.0, 1.0) < settings["occlusion"],
                                          tf.float32)
         parameters["occluder"] = tf.concat([corner, sides], axis=1)
-        parameters["occluder_colour"] = tf.random.stateless_uniform(
-            (count, 3), tf.random.experimental.stateless_fold_in(key, STREAMS["occluder_colour"]))
+        parameters["occluder_colour"] = draw_uniform(key, "occluder_colour", count, 0.0, 1.0, per_image=(3,))
     if settings.get("blur"):
         blurred = tf.cast(draw_uniform(key, "blur", count, 0.0, 1.0) < settings["blur"], tf.float32)
         parameters["blur"] = blurred * draw_uniform(key, "blur_amount", count, 0.0, 1.0) ** 0.5
@@ -177,8 +174,7 @@ def background_parameters(settings, key, count):
     import tensorflow as tf
 
     def grid(stream, cells):
-        return tf.random.stateless_uniform((count, cells, cells, 3),
-                                           tf.random.experimental.stateless_fold_in(key, STREAMS[stream]))
+        return draw_uniform(key, stream, count, 0.0, 1.0, per_image=(cells, cells, 3))
 
     composited = tf.cast(draw_uniform(key, "background", count, 0.0, 1.0) < settings["background"], tf.float32)
     scale = 1.0 - composited * draw_uniform(key, "scale", count, 0.0, settings.get("zoom_out", 0.0))
