@@ -16,7 +16,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from fruitkeras.architecture import build_model, load_architecture  # noqa: E402
 from fruitkeras.layers import BatchNorm  # noqa: E402
@@ -36,6 +35,8 @@ def with_keras_batch_norm(model):
 
 
 def train_step_function(model):
+    import tensorflow as tf  # here, not above: bench_accelerator.py borrows with_keras_batch_norm on machines without it
+
     optimizer = keras.optimizers.Adam(1e-3)
     loss_function = keras.losses.SparseCategoricalCrossentropy()
 
@@ -54,7 +55,7 @@ def images_per_second(step, images, labels, steps):
     started = time.perf_counter()
     for index in range(steps):
         loss = step(images[index % len(images)], labels[index % len(labels)])
-    loss.numpy()
+    float(loss)  # waits for the last step, on any backend
     return steps * images.shape[1] / (time.perf_counter() - started)
 
 
@@ -66,6 +67,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--classes", type=int, default=4)
     args = parser.parse_args()
+    import tensorflow as tf
 
     architecture = load_architecture(args.architecture)
     keras.utils.set_random_seed(0)
