@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 from bench_batchnorm import images_per_second, train_step_function, with_keras_batch_norm  # noqa: E402
 from fruitkeras.architecture import build_model, load_architecture  # noqa: E402
 from fruitkeras.data import PIXEL_SCALE, load_rgb, relabel, scan_split  # noqa: E402
+from fruitkeras.run_folder import ARCHITECTURE_COPY, MODEL_FILE, RUN_FILE  # noqa: E402
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 BATCH_NORMS = ("fruitkeras BatchNorm", "keras BatchNormalization")
@@ -157,9 +158,9 @@ def read_test(test_dir, class_names, size):
 def precision_accuracies(run_dir, test_dir, policies, batch_size):
     """{policy: (accuracy, agreement with float32, images/s)} of the run's weights computed in each policy."""
     run_dir = Path(run_dir)
-    class_names = json.loads((run_dir / "run.json").read_text())["class_names"]
-    architecture = load_architecture(run_dir / "architecture.json")
-    trained = keras.models.load_model(run_dir / "model.keras", compile=False)
+    class_names = json.loads((run_dir / RUN_FILE).read_text())["class_names"]
+    architecture = load_architecture(run_dir / ARCHITECTURE_COPY)
+    trained = keras.models.load_model(run_dir / MODEL_FILE, compile=False)
     images, labels = read_test(test_dir, class_names, architecture.input_shape[:2])
     images = images.astype(np.float32) * np.float32(PIXEL_SCALE)
     results, reference = {}, None
@@ -180,7 +181,7 @@ def main():
     parser.add_argument("--architecture", default="architectures/vgg_small.json")
     parser.add_argument("--classes", type=int, default=77)
     parser.add_argument("--batch-sizes", default="32,256", help="comma-separated training batch sizes")
-    parser.add_argument("--images", type=int, default=8192, help="synthetic photos per timed epoch")
+    parser.add_argument("--images", type=int, default=8192, help="synthetic photos a timed round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--run", help="a run folder whose weights are evaluated in each precision")
@@ -188,6 +189,8 @@ def main():
     args = parser.parse_args()
     batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
     policies = args.policies.split(",")
+    if args.images < 4 * max(batch_sizes):
+        parser.error("--images must be at least four of the largest batch (the steps cycle through four batches)")
 
     print(f"device: {device_description()}; Keras {keras.__version__}")
     architecture = load_architecture(args.architecture)
