@@ -23,11 +23,9 @@ how the figures in docs/scaling-out.md were measured.
 """
 
 import argparse
-import json
 import os
 import statistics
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,8 +34,9 @@ import numpy as np  # noqa: E402
 
 from bench_batchnorm import images_per_second, train_step_function, with_keras_batch_norm  # noqa: E402
 from fruitkeras.architecture import build_model, load_architecture  # noqa: E402
-from fruitkeras.data import PIXEL_SCALE, load_rgb, relabel, scan_split  # noqa: E402
-from fruitkeras.run_folder import ARCHITECTURE_COPY, MODEL_FILE, RUN_FILE  # noqa: E402
+from fruitkeras.data import PIXEL_SCALE, check_same_classes, load_rgb, relabel, scan_split  # noqa: E402
+from fruitkeras.run_folder import ARCHITECTURE_COPY  # noqa: E402
+from fruitkeras.runs import load_model, resolve_model_path  # noqa: E402
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 BATCH_NORMS = ("fruitkeras BatchNorm", "keras BatchNormalization")
@@ -59,12 +58,13 @@ def device_description():
 
 def model_in_precision(architecture, classes, policy, batch_norm):
     """The architecture built under a global dtype policy, with our BatchNorm or Keras's."""
+    previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
         model = build_model(architecture, classes)
         return model if batch_norm == BATCH_NORMS[0] else with_keras_batch_norm(model)
     finally:
-        keras.config.set_dtype_policy("float32")
+        keras.config.set_dtype_policy(previous)
 
 
 def jax_train_step_function(model):
@@ -151,17 +151,18 @@ def timed(work):
 def read_test(test_dir, class_names, size):
     """A Test folder's photos (uint8) and labels in the run's class order, decoded with PIL."""
     split = scan_split(test_dir)
+    check_same_classes(class_names, split.class_names, "the run", str(test_dir))
     relabel(split, class_names)
     return np.stack([load_rgb(path, size) for path in split.paths]), split.labels
 
 
 def precision_accuracies(run_dir, test_dir, policies, batch_size):
     """{policy: (accuracy, agreement with float32, images/s)} of the run's weights computed in each policy."""
-    run_dir = Path(run_dir)
-    class_names = json.loads((run_dir / RUN_FILE).read_text())["class_names"]
-    architecture = load_architecture(run_dir / ARCHITECTURE_COPY)
-    trained = keras.models.load_model(run_dir / MODEL_FILE, compile=False)
-    images, labels = read_test(test_dir, class_names, architecture.input_shape[:2])
+    model_path = resolve_model_path(run_dir)
+    trained, metadata = load_model(model_path, familiarity=False)
+    class_names = metadata["class_names"]
+    architecture = load_architecture(model_path.parent / ARCHITECTURE_COPY)
+    images, labels = read_test(test_dir, class_names, tuple(metadata["input_size"]))
     images = images.astype(np.float32) * np.float32(PIXEL_SCALE)
     results, reference = {}, None
     for policy in ("float32",) + tuple(p for p in policies if p != "float32"):
@@ -201,14 +202,15 @@ def main():
     for (mode, policy, batch_norm, batch_size), value in median.items():
         rounds = ", ".join(f"{v:.0f}" for v in rates[mode, policy, batch_norm, batch_size])
         print(f"  {mode:5s} {policy:15s} {batch_norm:25s} batch {batch_size:4d}: {value:9.0f} images/s  ({rounds})")
-    for mode, batch_size in [(mode, size) for mode in ("fit", "steps") for size in batch_sizes]:
-        ours = {policy: median[mode, policy, BATCH_NORMS[0], batch_size] for policy in policies}
-        for policy in policies:
-            if policy != "float32" and "float32" in policies:
-                print(f"ratio {policy} / float32, {mode}, our BatchNorm, batch {batch_size}: "
-                      f"{ours[policy] / ours['float32']:.2f}")
-            print(f"ratio our BatchNorm / keras BatchNormalization, {mode}, {policy}, batch {batch_size}: "
-                  f"{ours[policy] / median[mode, policy, BATCH_NORMS[1], batch_size]:.2f}")
+    for mode in ("fit", "steps"):
+        for batch_size in batch_sizes:
+            ours = {policy: median[mode, policy, BATCH_NORMS[0], batch_size] for policy in policies}
+            for policy in policies:
+                if policy != "float32" and "float32" in policies:
+                    print(f"ratio {policy} / float32, {mode}, our BatchNorm, batch {batch_size}: "
+                          f"{ours[policy] / ours['float32']:.2f}")
+                print(f"ratio our BatchNorm / keras BatchNormalization, {mode}, {policy}, batch {batch_size}: "
+                      f"{ours[policy] / median[mode, policy, BATCH_NORMS[1], batch_size]:.2f}")
 
     if args.run and args.test:
         results, count = precision_accuracies(args.run, args.test, policies, max(batch_sizes))
