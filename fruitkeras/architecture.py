@@ -170,6 +170,10 @@ TRAINING_FIELDS = {
     # Re-estimate batch-norm statistics after every epoch from this many clean
     # training batches (precise BN, Wu & Johnson 2021); 0: keep the moving averages.
     "precise_bn_batches": (_non_negative_int, 0),
+    # Training steps run per call into the compiled graph: fewer trips through Python between steps.
+    "steps_per_execution": (_positive_int, 1),
+    # XLA for the training step; None: Keras's "auto" (off on a CPU, where it measured slower: docs/live-recipe.md).
+    "jit_compile": (_optional(_boolean), None),
 }
 
 INPUT_FIELDS = {"height": (_positive_int, REQUIRED), "width": (_positive_int, REQUIRED)}

@@ -9,6 +9,7 @@ import io
 import os
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,11 +178,12 @@ def scan_split(split_dir, limit_per_class=None, seed=0):
 def decode_split(split, size):
     """Decode every file of a listed split once; returns a new Split holding the uint8 images.
 
-    JPEGs of exactly ``size`` (the dataset's own files) are decoded by
-    TensorFlow's parallel decoder with libjpeg's accurate integer DCT, which
-    gives the very pixels PIL gives (grey ones become RGB alike); every other
-    file (another size, PNG and other formats, or one TensorFlow cannot read)
-    goes through ``load_rgb``, as in explanations.  Files neither can read move to
+    JPEGs of exactly ``size`` (the dataset's own files; tried when the
+    first file is of that size) are decoded by TensorFlow's parallel decoder
+    with libjpeg's accurate integer DCT, which gives the very pixels PIL gives
+    (grey ones become RGB alike); every other file (another size, PNG and
+    other formats, or one TensorFlow cannot read) goes through ``load_rgb``
+    on a thread per core, as in explanations.  Files neither can read move to
     ``skipped``; a class left with no image is an error.
     """
     import tensorflow as tf
@@ -201,18 +203,23 @@ def decode_split(split, size):
         image.set_shape((height, width, 3))
         return index, image, fits
 
-    listed = tf.data.Dataset.from_tensor_slices((np.arange(len(split)), np.asarray(split.paths, dtype=str)))
-    decoded = listed.map(decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()  # failures: PIL's turn
-    for indices, batch, fits in decoded.batch(512).as_numpy_iterator():
-        images[indices[fits]] = batch[fits]
-        done[indices[fits]] = True
+    if _first_image_size(split.paths) == (height, width):  # else every file would be decoded twice
+        listed = tf.data.Dataset.from_tensor_slices((np.arange(len(split)), np.asarray(split.paths, dtype=str)))
+        decoded = listed.map(decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()  # failures: PIL's turn
+        for indices, batch, fits in decoded.batch(512).as_numpy_iterator():
+            images[indices[fits]] = batch[fits]
+            done[indices[fits]] = True
 
-    failures = {}
-    for index in np.flatnonzero(~done):
+    def load(index):
         try:
             images[index] = load_rgb(split.paths[index], size)
         except ImageError as error:
-            failures[index] = str(error).split(": ", 1)[-1]
+            return index, str(error).split(": ", 1)[-1]
+        return index, None
+
+    # Pillow lets go of the GIL while it decodes and resizes: threads use every core.
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        failures = {index: reason for index, reason in pool.map(load, np.flatnonzero(~done)) if reason}
     readable = np.ones(len(split), dtype=bool)
     readable[list(failures)] = False
     skipped = list(split.skipped) + [(Path(split.paths[i]), reason) for i, reason in failures.items()]
@@ -225,6 +232,15 @@ def decode_split(split, size):
     kept = split.subset(readable)
     kept.skipped, kept.images = skipped, images[readable]
     return kept
+
+
+def _first_image_size(paths):
+    """(height, width) of the first file (reading its header only), or None where Pillow cannot open it."""
+    try:
+        with Image.open(paths[0]) as image:
+            return image.height, image.width
+    except (IndexError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def aligned_zeros(shape, alignment=64):

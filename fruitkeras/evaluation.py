@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from fruitkeras import data as datalib
+from fruitkeras.decoded_cache import decode_cached
 from fruitkeras.errors import FruitkerasError
 
 from fruitkeras.run_folder import report_files
@@ -120,9 +121,10 @@ def evaluate(model, metadata, data_root, batch_size=64, bn_train_mode=False, dis
     images are then shuffled so that a batch is not all one class.
     """
     class_names = metadata["class_names"]
-    split = datalib.read_split(Path(data_root) / datalib.TEST_SPLIT, tuple(metadata["input_size"]))
+    listed = datalib.scan_split(Path(data_root) / datalib.TEST_SPLIT)
+    datalib.check_same_classes(class_names, listed.class_names, "the model", f"{data_root}/Test/")  # before decoding
+    split = decode_cached(listed, tuple(metadata["input_size"]))
     datalib.report_skipped(split)
-    datalib.check_same_classes(class_names, split.class_names, "the model", f"{data_root}/Test/")
     datalib.relabel(split, class_names)
     order = np.arange(len(split))
     if bn_train_mode:

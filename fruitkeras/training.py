@@ -13,6 +13,7 @@ import numpy as np
 from fruitkeras import data as datalib
 from fruitkeras import familiarity
 from fruitkeras.architecture import build_model, load_architecture, parse_architecture, with_overrides
+from fruitkeras.decoded_cache import decode_cached
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
 from fruitkeras.run_folder import (ARCHITECTURE_COPY, BACKUP_DIR, CURVES_FILE, FAMILIARITY_FILE, HISTORY_FILE,
                                    MODEL_FILE, RUN_FILE, RUNS_DIR, resume_command)
@@ -176,7 +177,7 @@ def train(
         print(f"note: no {data_root / datalib.TEST_SPLIT}/: history.csv will have no test_loss and test_accuracy",
               flush=True)
 
-    split = datalib.decode_split(listed, size)
+    split = decode_cached(listed, size, quiet=not verbose)
     with distribution.mixed_precision_policy(mixed_precision) as policy, \
             _writing_dir(run_dir, distribution.is_chief(strategy), resume) as write_dir:
         return _train_decoded(architecture, architecture_path, split, test_listed if test_evaluation else None,
@@ -244,7 +245,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
 
     def test_data():
         # Decoded when the first epoch ends, not before: the first step comes sooner.
-        test_split = datalib.decode_split(test_listed, architecture.input_size)
+        test_split = decode_cached(test_listed, architecture.input_size, quiet=not verbose)
         datalib.report_skipped(test_split)
         datalib.relabel(test_split, split.class_names)
         return datalib.make_dataset(test_split, evaluation_batch)
@@ -262,7 +263,9 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     with distribution.scope(strategy):
         model = build_model(architecture, num_classes)
         model.compile(optimizer=_optimizer(settings, steps_per_epoch, epochs),
-                      loss=_loss(settings, split.class_names), metrics=["accuracy"])
+                      loss=_loss(settings, split.class_names), metrics=["accuracy"],
+                      steps_per_execution=settings["steps_per_execution"],
+                      jit_compile="auto" if settings["jit_compile"] is None else settings["jit_compile"])
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:

@@ -1,8 +1,10 @@
 """Shared fixtures: tiny synthetic image folders and one tiny trained run."""
 
+import atexit
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The decoded cache (fruitkeras.decoded_cache) of the suite's tiny folders: never the user's own.
+os.environ["FRUITKERAS_CACHE"] = tempfile.mkdtemp(prefix="fruitkeras-test-cache-")
+atexit.register(shutil.rmtree, os.environ["FRUITKERAS_CACHE"], True)  # the 77-class Test set's entry is 0.4 GB
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_ARCHITECTURE = REPO / "architectures" / "tiny.json"

@@ -93,6 +93,8 @@ def test_training_defaults_and_overrides(architecture_file):
         ("weight_decay", "lots", "'weight_decay' must be a number in [0, 1)"),
         ("precise_bn_batches", 2.5, "'precise_bn_batches' must be a non-negative integer"),
         ("type_loss", -0.5, "'type_loss' must be a number >= 0"),
+        ("steps_per_execution", 0, "'steps_per_execution' must be a positive integer"),
+        ("jit_compile", "yes", "'jit_compile' must be true or false"),
         ("augmentation", {"hue": 2}, "'augmentation' must be a number in [0, 1)"),
     ],
 )

@@ -46,9 +46,14 @@ def history_of(run_dir):
     return pd.read_csv(run_dir / "history.csv").drop(columns=CLOCK_COLUMNS)
 
 
-def test_same_seed_gives_the_same_history_bit_for_bit(recipe_file, image_folders, tmp_path):
-    runs = [train(recipe_file, data=str(image_folders), run_dir=tmp_path / name, seed=seed, verbose=0)
-            for name, seed in (("a", 3), ("b", 3), ("other-seed", 4))]
+def test_same_seed_gives_the_same_history_bit_for_bit(recipe_file, image_folders, tmp_path, monkeypatch, capfd):
+    """Run a decodes into an empty cache, run b reads that cache: the same history either way."""
+    monkeypatch.setenv("FRUITKERAS_CACHE", str(tmp_path / "cache"))
+    runs, notes = [], []
+    for name, seed in (("a", 3), ("b", 3), ("other-seed", 4)):
+        runs.append(train(recipe_file, data=str(image_folders), run_dir=tmp_path / name, seed=seed, verbose=1))
+        notes.append(capfd.readouterr().out.count("into the cache"))
+    assert notes == [2, 0, 0]  # a decoded Training and Test into the cache; b and other-seed read them
     first, second, other = (history_of(run) for run in runs)
     assert len(first) == 4 and first["accuracy"].nunique() > 1
     pd.testing.assert_frame_equal(first, second, check_exact=True)

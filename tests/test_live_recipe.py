@@ -1,0 +1,29 @@
+"""architectures/live.json, the recipe trained in front of the examiner: valid, and it trains into a run folder."""
+
+import pandas as pd
+
+from conftest import REPO
+from fruitkeras.architecture import build_model, load_architecture
+from fruitkeras.layers import BatchNorm
+from fruitkeras.training import train
+
+LIVE = REPO / "architectures" / "live.json"
+
+
+def test_the_live_recipe_is_convolutions_dense_layers_and_our_batchnorm():
+    architecture = load_architecture(LIVE)
+    kinds = [kind for kind, _ in architecture.layers]
+    assert {"conv", "dense", "batchnorm"} <= set(kinds)
+    model = build_model(architecture, 77)
+    assert any(isinstance(layer, BatchNorm) for layer in model.layers)
+    assert model.output_shape == (None, 77)
+
+
+def test_the_live_recipe_trains_a_tiny_run_with_the_full_log(image_folders, tmp_path):
+    run = train(LIVE, data=str(image_folders), run_dir=tmp_path / "live", epochs=2, verbose=0)
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    for column in ("timestamp", "epoch_seconds", "val_accuracy", "test_accuracy"):
+        assert history[column].notna().all(), column
+    for name in ("model.keras", "familiarity.npz", "architecture.json", "learning_curves.png"):
+        assert (run / name).is_file(), name
