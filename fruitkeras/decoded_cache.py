@@ -59,7 +59,10 @@ def decode_cached(listed, size, quiet=False):
     root = cache_root()
     if root is None:
         return datalib.decode_split(listed, size)
-    folder = root / entry_key(listed, size)
+    try:
+        folder = root / entry_key(listed, size)
+    except OSError:  # a file gone since the listing: decoding says which, as it would without a cache
+        return datalib.decode_split(listed, size)
     if folder.is_dir():
         try:
             return _read(folder, listed, size)
