@@ -23,6 +23,7 @@ Layers are numbered from 1 in error messages, in file order.
 """
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,14 +47,15 @@ def _non_negative_int(value):
 
 
 def _positive_number(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError("must be a positive number")
+    # NaN compares false with everything and JSON's 1e999 reads as infinity: both must be refused here.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a finite positive number")
     return float(value)
 
 
 def _non_negative_number(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError("must be a number >= 0")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError("must be a finite number >= 0")
     return float(value)
 
 

@@ -92,8 +92,12 @@ def test_training_defaults_and_overrides(architecture_file):
         ("label_smoothing", 1.5, "'label_smoothing' must be a number in [0, 1)"),
         ("weight_decay", "lots", "'weight_decay' must be a number in [0, 1)"),
         ("precise_bn_batches", 2.5, "'precise_bn_batches' must be a non-negative integer"),
-        ("type_loss", -0.5, "'type_loss' must be a number >= 0"),
+        ("type_loss", -0.5, "'type_loss' must be a finite number >= 0"),
         ("steps_per_execution", 0, "'steps_per_execution' must be a positive integer"),
+        ("learning_rate", float("nan"), "'learning_rate' must be a finite positive number, got NaN"),
+        ("learning_rate", float("inf"), "'learning_rate' must be a finite positive number, got Infinity"),
+        ("type_loss", float("nan"), "'type_loss' must be a finite number >= 0, got NaN"),
+        ("momentum", float("nan"), "'momentum' must be a number in [0, 1), got NaN"),
         ("jit_compile", "yes", "'jit_compile' must be true or false"),
         ("augmentation", {"hue": 2}, "'augmentation' must be a number in [0, 1)"),
     ],
@@ -212,11 +216,13 @@ def test_set_overrides_any_field_validated_like_the_file(image_folders, runner, 
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("training.learning_rate=-1", "(with --set training.learning_rate=-1): training: 'learning_rate' must be a "
+    ("training.learning_rate=-1", "(with --set training.learning_rate=-1): training: 'learning_rate' must be a finite "
                                   "positive number, got -1"),
     ("layers.9.filters=3", "--set layers.9.filters=3: layers has layers 1 to 6"),
     ("training.momentum", "--set training.momentum: expected FIELD=VALUE"),
     ("layers.1.colour=red", "layer 1 (conv): unknown field 'colour'"),
+    ("training.learning_rate=1e999", "training: 'learning_rate' must be a finite positive number, got Infinity"),
+    ("training.learning_rate=NaN", "training: 'learning_rate' must be a finite positive number, got NaN"),
 ])
 def test_bad_set_is_one_line_naming_the_field(image_folders, runner, tmp_path, setting, message):
     from fruitkeras.cli import main
