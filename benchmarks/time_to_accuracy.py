@@ -77,7 +77,7 @@ def timed_run(architecture, data, run_dir, seed, cache, overrides=(), stop_at=No
 
 
 def training_flops(architecture, data):
-    """(training FLOPs of one epoch with its validation and Test passes, the epoch's image counts).
+    """(FLOPs of one epoch: its training steps, validation and Test passes; forward FLOPs of one image).
 
     Forward FLOPs per image are 2 x the multiply-adds of each convolution and
     dense layer; a training step counts 3 x forward (the backward pass costs

@@ -66,6 +66,7 @@ def test_added_and_removed_files_another_folder_and_another_size_are_other_entri
     os.rename(image_folders, copy)  # the same files in another folder
     moved = decode_cached(datalib.scan_split(copy / "Training"), (16, 16))
     assert all(path.startswith(str(copy)) for path in moved.paths)
+    assert len(entries(cache)) == 4  # the shrunk set was the first entry again; the moved folder is a new one
 
 
 @pytest.mark.parametrize("damage", ["flipped byte", "cut short", "meta garbled"])
