@@ -8,6 +8,7 @@ the progress bar could not format), and ``EpochCSVLogger`` writes it all.
 
 import signal
 import sys
+import math
 import threading
 import time
 from datetime import datetime
@@ -181,11 +182,29 @@ class StartsAtEpoch(keras.callbacks.Callback):
                                   f"{self.first_epoch}, is unreadable); start the run again in a new --run-dir")
 
 
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training after an epoch whose loss is NaN or infinite; ``failure`` then says which and when.
+
+    Checked once an epoch (a NaN step makes the epoch's mean loss NaN too), so
+    that no step waits on the loss being read back.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.failure = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.failure = {"epoch": epoch + 1, "loss": str(float(loss))}
+            self.model.stop_training = True
+
+
 def logging_callbacks(history_path, backup_dir, append, epochs, evaluation, progress_bar, first_epoch=0):
     """Evaluation, console output, timestamps, resumable backup, the CSV log and the Ctrl-C stop, in the order they must run."""
     console = [keras.callbacks.ProgbarLogger()] if progress_bar else []
     line = [] if progress_bar else [EpochLine(epochs)]
-    return [StepKeyedRandomness(), evaluation] + console + [
+    return [StepKeyedRandomness(), StopOnNonFiniteLoss(), evaluation] + console + [
         EpochTimestamp(),
         *line,
         keras.callbacks.BackupAndRestore(str(backup_dir)),

@@ -129,8 +129,9 @@ def load_tensorflow():
 @click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True,
               help="mirrored: the local GPUs or --devices; multi-worker: the machines in $TF_CONFIG (README: Scaling out).")
 @click.option("--devices", help="mirrored: the devices to use, e.g. GPU:0,GPU:1 (CPU:0,CPU:1 splits the CPU in two).")
-@click.option("--mixed-precision", is_flag=True,
-              help="float16 compute on a GPU (bfloat16 elsewhere); variables and statistics stay float32.")
+@click.option("--mixed-precision", is_flag=True, default=None,
+              help="float16 compute on a GPU (bfloat16 elsewhere); variables and statistics stay float32 "
+                   "(default: the file's training.mixed_precision).")
 def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evaluation, overrides, resume, quiet,
           distribute, devices, mixed_precision):
     """Train the model described by ARCHITECTURE (a JSON file).
@@ -243,13 +244,18 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
 
     \b
     Examples:
-      fruitkeras explain samples/Beetroot.jpg
+      fruitkeras explain samples/Beetroot_1.jpg
+      fruitkeras explain samples/Banana_1.jpg --method smoothgrad --smooth integrated --samples 16
       fruitkeras explain a.jpg b.png --method gradient --method occlusion --model runs/fruits77-vgg_small
       fruitkeras explain a.jpg --method all --label "Apple Braeburn"
       fruitkeras explain 'photos/*.jpg' --method occlusion --patch 10 --stride 2 --fill grey
       fruitkeras explain a.jpg --method gradcam --layer 9 --method integrated --steps 128
       fruitkeras explain a.jpg --method all --metrics
     """
+    from fruitkeras.prediction import collect_images
+
+    model_path = chosen_model(model_arg)  # a missing model or image is said before TensorFlow's 5 s import
+    collect_images(images)
     load_tensorflow()
     from fruitkeras.explain.report import ExplainOptions, explain_files
 
@@ -257,7 +263,7 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
     options = ExplainOptions(reduce=reduce, samples=samples, smooth=smooth, noise=noise, patch=patch, stride=stride, fill=fill,
                              delta=delta, batch_size=batch_size, xla=xla, layer=layer, baseline=baseline, steps=steps,
                              progress=sys.stdout.isatty())  # a bar for a person watching, not for logs and pipes
-    explain_files(chosen_model(model_arg), images, chosen, options, out, label, shared_scale, echo=click.echo,
+    explain_files(model_path, images, chosen, options, out, label, shared_scale, echo=click.echo,
                   metrics=metrics, cut_out=cut_out)
 
 
@@ -290,10 +296,11 @@ def predict(images, model_arg, top, style, cut_out):
       fruitkeras predict photo.jpg --top 3 --model runs/fruits77-vgg_small
       fruitkeras predict 'photos/*.jpg' --format csv > predictions.csv
     """
-    load_tensorflow()
-    from fruitkeras.prediction import predict_files
+    from fruitkeras.prediction import collect_images, predict_files
 
-    model_path = chosen_model(model_arg)
+    model_path = chosen_model(model_arg)  # a missing model or image is said before TensorFlow's 5 s import
+    collect_images(images)
+    load_tensorflow()
     text = predict_files(model_path, images, top, style, cut_out)  # bad input fails here, before any other line
     announce_model(model_path, model_arg)
     click.echo(text)

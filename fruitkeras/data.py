@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fruitkeras.errors import FruitkerasError
 
@@ -49,15 +49,19 @@ def resolve_data_dir(option=None):
 
 
 def read_rgb(source):
-    """Decode an image file (path or bytes) to a uint8 RGB array (H, W, 3).
+    """Decode an image file (path or bytes) to a uint8 RGB array (H, W, 3), upright as a viewer shows it.
 
-    Grey images become RGB; transparent ones are laid on the white background
-    the dataset's photos have.
+    The EXIF orientation tag a phone writes is applied.  Grey images become
+    RGB, 16-bit, 32-bit and float ones scaled to 8 bits (``_eight_bit_grey``);
+    transparent ones are laid on the white background the dataset's photos have.
     """
     name = source if isinstance(source, (str, Path)) else "image"
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             image.load()
+            image = ImageOps.exif_transpose(image)  # a phone's sideways JPEG, upright
+            if image.mode.startswith("I") or image.mode == "F":
+                image = _eight_bit_grey(image, name)
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
                 image = image.convert("RGBA")
                 background = Image.new("RGBA", image.size, BACKGROUND + (255,))
@@ -73,6 +77,31 @@ def read_rgb(source):
         raise ImageError(f"{name}: unreadable image ({error})") from None
     except Image.DecompressionBombError as error:  # a header that claims billions of pixels
         raise ImageError(f"{name}: image too large ({error})") from None
+
+
+def _eight_bit_grey(image, name):
+    """A greyscale image of 16-bit, 32-bit integer or float samples as mode L (0-255).
+
+    Pillow's own conversion clips these at 255, which makes a 16-bit photo all
+    white.  16-bit samples are scaled from 0-65535; 32-bit integers (older
+    Pillows open 16-bit PNGs so) and floats from the range their values show:
+    0-1 for floats, 0-255, else 0-65535; anything else has no scale to tell.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (values.min(), values.max()) if values.size else (0.0, 0.0)
+    if not np.isfinite(values).all():
+        raise ImageError(f"{name}: {image.mode} image with non-finite samples")
+    if image.mode.startswith("I;16"):
+        top = 65535.0
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        top = 1.0
+    elif low >= 0 and high <= 255:
+        top = 255.0
+    elif low >= 0 and high <= 65535:
+        top = 65535.0
+    else:
+        raise ImageError(f"{name}: {image.mode} samples from {low:g} to {high:g} have no known 8-bit scale")
+    return Image.fromarray(np.round(values * (255.0 / top)).astype(np.uint8), "L")
 
 
 def fit_to_size(rgb, size):
@@ -178,8 +207,8 @@ def scan_split(split_dir, limit_per_class=None, seed=0):
 def decode_split(split, size):
     """Decode every file of a listed split once; returns a new Split holding the uint8 images.
 
-    JPEGs of exactly ``size`` (the dataset's own files; tried when the
-    first file is of that size) are decoded by TensorFlow's parallel decoder
+    JPEGs of exactly ``size`` without EXIF data (the dataset's own files; tried
+    when the first file is of that size) are decoded by TensorFlow's parallel decoder
     with libjpeg's accurate integer DCT, which gives the very pixels PIL gives
     (grey ones become RGB alike); every other file (another size, PNG and
     other formats, or one TensorFlow cannot read) goes through ``load_rgb``
@@ -194,8 +223,9 @@ def decode_split(split, size):
 
     def decode(index, path):
         contents = tf.io.read_file(path)
-        # decode_jpeg reads PNG and GIF too, but would drop their transparency: JPEGs only.
-        image = tf.cond(tf.io.is_jpeg(contents),
+        # decode_jpeg reads PNG and GIF too, but would drop their transparency: JPEGs only.  It also ignores
+        # EXIF orientation: a JPEG with EXIF data is Pillow's (``_has_exif``).
+        image = tf.cond(tf.io.is_jpeg(contents) & ~_has_exif(contents),
                         lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
                         lambda: tf.zeros((0, 0, 3), tf.uint8))
         fits = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
@@ -234,6 +264,22 @@ def decode_split(split, size):
     return kept
 
 
+def _has_exif(contents):
+    """Whether a JPEG's bytes (a string tensor) hold an EXIF segment where one is written.
+
+    That is APP1 straight after the start marker, as cameras write it, or after
+    a JFIF APP0 segment, as Pillow and editors do.  (TensorFlow's regular
+    expressions cannot read binary data.)
+    """
+    import tensorflow as tf
+
+    after_start = tf.strings.substr(contents, 6, 4) == "Exif"
+    app0 = tf.strings.substr(contents, 2, 2) == b"\xff\xe0"
+    size = tf.cast(tf.io.decode_raw(tf.strings.substr(contents, 4, 2), tf.uint8, fixed_length=2), tf.int32)
+    after_app0 = tf.strings.substr(contents, 4 + size[0] * 256 + size[1] + 4, 4) == "Exif"
+    return after_start | (app0 & after_app0)
+
+
 def _first_image_size(paths):
     """(height, width) of the first file (reading its header only), or None where Pillow cannot open it."""
     try:
@@ -267,12 +313,26 @@ def report_skipped(split, stream=None):
             print(f"  ... and {len(split.skipped) - 10} more", file=stream)
 
 
+MIN_CLASSES = 2  # a classifier of one class learns nothing: its softmax is 1 whatever the photo
+
+
+def check_enough_classes(class_names, where):
+    """Raise unless a split to train on has ``MIN_CLASSES`` classes or more."""
+    if len(class_names) < MIN_CLASSES:
+        raise FruitkerasError(f"{where}: {len(class_names)} class ({', '.join(class_names)}); training needs at "
+                              f"least {MIN_CLASSES} class folders")
+
+
+def class_differences(expected, found):
+    """(classes only in ``found``, classes only in ``expected``), each sorted."""
+    return sorted(set(found) - set(expected)), sorted(set(expected) - set(found))
+
+
 def check_same_classes(expected, found, expected_what, found_what):
     """Raise unless two class lists name the same classes."""
     if sorted(expected) == sorted(found):
         return
-    missing = sorted(set(expected) - set(found))
-    extra = sorted(set(found) - set(expected))
+    extra, missing = class_differences(expected, found)
     parts = []
     if extra:
         parts.append(f"{found_what} has {len(extra)} class(es) unknown to {expected_what}: {_some(extra)}")

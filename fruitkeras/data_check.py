@@ -1,7 +1,9 @@
 """``fruitkeras data check``: what to know about a dataset folder before training on it.
 
-Counts per class and split, unreadable files, exact duplicates (same bytes)
-within and across splits, and near-duplicates across splits: Fruits-360's
+Counts per class and split, whether Training has the two classes or more
+that training needs and Test the same classes as Training, unreadable files,
+exact duplicates (same bytes) within and across splits, and near-duplicates
+across splits: Fruits-360's
 photos are frames of one rotating fruit, so a Test frame often has a
 same-class Training frame that is nearly the same picture.  A Test image
 counts as a near-copy when its nearest same-class Training image, both as
@@ -42,6 +44,12 @@ def check_dataset(root, near_grey_levels=NEAR_GREY_LEVELS):
         for path in decoded.paths:
             hashes[hashlib.sha256(Path(path).read_bytes()).hexdigest()].append((name, str(path)))
         thumbnails[name] = (decoded, _grey_thumbnails(decoded.images))
+    if datalib.TRAIN_SPLIT in findings["splits"] and datalib.TEST_SPLIT in findings["splits"]:
+        only_test, only_training = datalib.class_differences(
+            list(findings["splits"][datalib.TRAIN_SPLIT]["classes"]), list(findings["splits"][datalib.TEST_SPLIT]["classes"]))
+        findings["class_mismatch"] = {"only_in_test": only_test, "only_in_training": only_training}
+    else:
+        findings["class_mismatch"] = None
     groups = [files for files in hashes.values() if len(files) > 1]
     findings["exact_duplicates"] = {
         "within_splits": sum(1 for files in groups if len({split for split, _ in files}) == 1),
@@ -50,6 +58,8 @@ def check_dataset(root, near_grey_levels=NEAR_GREY_LEVELS):
     }
     if len(thumbnails) == 2:
         findings["near_duplicates"] = _near_duplicates(thumbnails, near_grey_levels)
+    findings["checks"] = [{"check": check, "outcome": outcome, "problem": problem}
+                          for check, outcome, problem in checks(findings)]
     findings["verdict"] = verdict(findings)
     return findings
 
@@ -118,9 +128,46 @@ def _near_duplicates(thumbnails, near_grey_levels, chunk=64):
     }
 
 
+def checks(findings):
+    """[(check, outcome, is a problem)] for every check made, in the report's order."""
+    made = []
+    training = findings["splits"].get(datalib.TRAIN_SPLIT)
+    if training is not None:
+        count = len(training["classes"])
+        made.append(("classes to train on", f"{count} in {datalib.TRAIN_SPLIT}"
+                     + ("" if count >= datalib.MIN_CLASSES else f" (training needs at least {datalib.MIN_CLASSES})"),
+                     count < datalib.MIN_CLASSES))
+    mismatch = findings["class_mismatch"]
+    if mismatch is not None:
+        parts = [f"{len(names)} class(es) only in {split}: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else "")
+                 for split, names in ((datalib.TEST_SPLIT, mismatch["only_in_test"]),
+                                      (datalib.TRAIN_SPLIT, mismatch["only_in_training"])) if names]
+        made.append((f"{datalib.TRAIN_SPLIT} and {datalib.TEST_SPLIT} classes", "; ".join(parts) or "the same",
+                     bool(parts)))
+    unreadable = len(findings["unreadable"])
+    made.append(("unreadable files", f"{unreadable}" if unreadable else "none", bool(unreadable)))
+    duplicates = findings["exact_duplicates"]
+    for key, what in (("within_splits", "exact duplicates within a split"),
+                      ("across_splits", "exact duplicates across splits")):
+        made.append((what, f"{duplicates[key]}" if duplicates[key] else "none", bool(duplicates[key])))
+    near = findings["near_duplicates"]
+    made.append(("near-copies across splits", "not checked: one split only" if near is None else
+                 f"{near['share_of_test_with_a_near_copy_in_training']:.1%} of Test", False))
+    return made
+
+
 def verdict(findings):
     """One line: problems first, then what to keep in mind."""
     problems = []
+    training = findings["splits"].get(datalib.TRAIN_SPLIT)
+    if training is not None and len(training["classes"]) < datalib.MIN_CLASSES:
+        problems.append(f"{len(training['classes'])} class in {datalib.TRAIN_SPLIT} "
+                        f"(training needs at least {datalib.MIN_CLASSES})")
+    mismatch = findings["class_mismatch"]
+    if mismatch and (mismatch["only_in_test"] or mismatch["only_in_training"]):
+        problems.append(f"{datalib.TRAIN_SPLIT} and {datalib.TEST_SPLIT} have different classes "
+                        f"({len(mismatch['only_in_test'])} only in {datalib.TEST_SPLIT}, "
+                        f"{len(mismatch['only_in_training'])} only in {datalib.TRAIN_SPLIT})")
     if findings["unreadable"]:
         problems.append(f"{len(findings['unreadable'])} unreadable file(s)")
     duplicates = findings["exact_duplicates"]
@@ -151,6 +198,9 @@ def format_report(findings):
     small = sorted((count, name) for info in findings["splits"].values() for name, count in info["classes"].items())[:3]
     if small:
         lines.append("  smallest classes: " + ", ".join(f"{name} ({count})" for count, name in small))
+    lines.append("  checks:")
+    lines += [f"    {entry['check']}: {entry['outcome']}" + ("  <- problem" if entry["problem"] else "")
+              for entry in findings["checks"]]
     for entry in findings["unreadable"][:10]:
         lines.append(f"  unreadable: {entry['file']}: {entry['reason']}")
     for group in findings["exact_duplicates"]["examples"]:

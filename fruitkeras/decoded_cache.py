@@ -28,7 +28,9 @@ import numpy as np
 from fruitkeras import data as datalib
 
 CACHE_ENV = "FRUITKERAS_CACHE"
-FORMAT = 1  # raise when decode_split's pixels change, so that no older entry is served
+# Raise when decode_split's pixels change, so that no older entry is served.
+# 2: EXIF orientation applied, 16-bit and float grey scaled to 8 bits.
+FORMAT = 2
 IMAGES_FILE, META_FILE = "images.npy", "meta.json"
 
 

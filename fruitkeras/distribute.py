@@ -18,6 +18,7 @@ unless ``synchronized``); its moving statistics are the replicas' mean.
 """
 
 import contextlib
+from pathlib import Path
 import json
 import os
 
@@ -203,8 +204,20 @@ def describe(strategy, kind):
     return described
 
 
+CPUINFO = "/proc/cpuinfo"  # Linux's; elsewhere the check says it cannot tell
+
+
+def cpu_has_bfloat16(cpuinfo=None):
+    """Whether the CPU has bfloat16 instructions (AMX or AVX-512 BF16); None where it cannot be told."""
+    try:
+        flags = set(Path(cpuinfo or CPUINFO).read_text().split())
+    except OSError:
+        return None
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
 @contextlib.contextmanager
-def mixed_precision_policy(enabled):
+def mixed_precision_policy(enabled, quiet=False):
     """Keras's global dtype policy for ``--mixed-precision`` while inside; yields its name (None when off).
 
     float16 compute on a GPU, bfloat16 elsewhere (its range needs no loss scaling);
@@ -220,6 +233,10 @@ def mixed_precision_policy(enabled):
 
     previous = keras.mixed_precision.global_policy()
     name = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    if name == "mixed_bfloat16" and cpu_has_bfloat16() is False and not quiet:
+        # Without these instructions bfloat16 is emulated: slower than float32, not faster.
+        print("note: this CPU has no bfloat16 instructions (amx_bf16, avx512_bf16), so mixed precision runs "
+              "slower here than float32; --set training.mixed_precision=false turns it off", flush=True)
     keras.mixed_precision.set_global_policy(name)
     try:
         yield name

@@ -63,9 +63,28 @@ def resolve_model_path(run_or_model=None):
     return path
 
 
+def _record(run_dir):
+    try:
+        return json.loads((Path(run_dir) / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def failed_run_message(run_dir):
+    """What to say of a run whose training failed (its loss became NaN or infinite); None for any other."""
+    failure = _record(run_dir).get("failed")
+    if not failure:
+        return None
+    return (f"{run_dir} is a failed run (the loss became {failure.get('loss', 'not finite')} in epoch "
+            f"{failure.get('epoch', '?')}): it has no model")
+
+
 def unfinished_run_message(run_dir):
     """What to say of a run folder that has started but holds no model yet; None for anything else."""
     run_dir = Path(run_dir)
+    failed = failed_run_message(run_dir)
+    if failed:
+        return failed + "; train a new run with a changed recipe"
     if (run_dir / MODEL_FILE).exists() or not (run_dir / RUN_FILE).exists():
         return None
     try:
@@ -175,7 +194,8 @@ def describe_runs(runs_dir=RUNS_DIR):
             except (OSError, ValueError, KeyError):
                 pass
         finished = (folder / MODEL_FILE).exists()
-        status = "finished" if finished else "running" if _alive(record.get("running_pid")) else "interrupted"
+        status = ("failed" if record.get("failed") else "finished" if finished
+                  else "running" if _alive(record.get("running_pid")) else "interrupted")
         rows.append({
             "name": folder.name,
             "architecture": record.get("architecture", "?"),

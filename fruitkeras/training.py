@@ -17,7 +17,7 @@ from fruitkeras.decoded_cache import decode_cached
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
 from fruitkeras.run_folder import (ARCHITECTURE_COPY, BACKUP_DIR, CURVES_FILE, FAMILIARITY_FILE, HISTORY_FILE,
                                    MODEL_FILE, RUN_FILE, RUNS_DIR, resume_command)
-from fruitkeras.runs import epochs_logged, save_model
+from fruitkeras.runs import epochs_logged, failed_run_message, save_model
 
 
 def default_run_dir(architecture):
@@ -32,6 +32,9 @@ def check_run_dir(run_dir, resume):
     if resume:
         if not (run_dir / RUN_FILE).exists():
             raise FruitkerasError(f"{run_dir}: no unfinished run to resume (no {RUN_FILE})")
+        failed = failed_run_message(run_dir)
+        if failed:
+            raise FruitkerasError(failed + "; resuming would repeat the same steps")
     elif (run_dir / RUN_FILE).exists():
         raise FruitkerasError(f"{run_dir} holds an unfinished run; continue it with --resume or choose another --run-dir")
     elif run_dir.exists() and any(run_dir.iterdir()):
@@ -121,7 +124,7 @@ def train(
     extra_callbacks=(),
     distribute="none",
     devices=None,
-    mixed_precision=False,
+    mixed_precision=None,
     overrides=None,
 ):
     """Train and save a model; returns the run folder.
@@ -136,7 +139,7 @@ def train(
     on --resume.
 
     ``distribute``, ``devices``: ``fruitkeras.distribute``'s strategies;
-    ``mixed_precision``: float16 (GPU) or bfloat16 compute.
+    ``mixed_precision``: float16 (GPU) or bfloat16 compute; None: the file's ``training.mixed_precision``.
     """
     from fruitkeras import distribute as distribution
 
@@ -167,6 +170,7 @@ def train(
 
     # List both splits (reading no image) and check them before any work.
     listed = datalib.scan_split(data_root / datalib.TRAIN_SPLIT, limit_per_class, seed)
+    datalib.check_enough_classes(listed.class_names, data_root / datalib.TRAIN_SPLIT)
     if resume:
         datalib.check_same_classes(record["class_names"], listed.class_names, "the run", f"{data_root}/Training/")
     test_listed = None
@@ -178,7 +182,9 @@ def train(
               flush=True)
 
     split = decode_cached(listed, size, quiet=not verbose)
-    with distribution.mixed_precision_policy(mixed_precision) as policy, \
+    if mixed_precision is None:
+        mixed_precision = architecture.training["mixed_precision"]
+    with distribution.mixed_precision_policy(mixed_precision, quiet=not verbose) as policy, \
             _writing_dir(run_dir, distribution.is_chief(strategy), resume) as write_dir:
         return _train_decoded(architecture, architecture_path, split, test_listed if test_evaluation else None,
                               data_root, run_dir, write_dir, epochs, seed, limit_per_class, resume, record, verbose,
@@ -216,7 +222,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
 
     from fruitkeras import distribute as distribution
     from fruitkeras.augmentation import make_augmenter
-    from fruitkeras.callbacks import EpochEvaluation, logging_callbacks, now_iso
+    from fruitkeras.callbacks import EpochEvaluation, StopOnNonFiniteLoss, logging_callbacks, now_iso
     from fruitkeras.outliers import make_outlier_exposure
 
     settings = architecture.training
@@ -304,6 +310,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
               + ("" if chief else f" (a worker: it writes to {run_dir})"), flush=True)
     distribution.build_for_fit(model, strategy, train_data)
     stopper = callbacks[-1]
+    [nonfinite] = [callback for callback in callbacks if isinstance(callback, StopOnNonFiniteLoss)]
     try:
         with stopper:
             model.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=1 if verbose >= 2 else 0,
@@ -317,7 +324,14 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
         ) from None
     finally:
         record.pop("running_pid", None)
+        if nonfinite.failure:
+            record["failed"] = nonfinite.failure  # no command takes this folder for a model (runs.failed_run_message)
         _write_record(run_dir, record)
+    if nonfinite.failure:
+        raise FruitkerasError(
+            f"training failed: the loss became {nonfinite.failure['loss']} in epoch {nonfinite.failure['epoch']}, so "
+            f"{final_dir} is marked failed and holds no model; lower training.learning_rate or check the data, "
+            "and train a new run")
     if not chief:  # the chief saves the model; this worker's folder held only its callbacks' files
         return final_dir
     record["finished"] = now_iso()

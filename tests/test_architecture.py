@@ -99,6 +99,7 @@ def test_training_defaults_and_overrides(architecture_file):
         ("type_loss", float("nan"), "'type_loss' must be a finite number >= 0, got NaN"),
         ("momentum", float("nan"), "'momentum' must be a number in [0, 1), got NaN"),
         ("jit_compile", "yes", "'jit_compile' must be true or false"),
+        ("mixed_precision", 1, "'mixed_precision' must be true or false"),
         ("augmentation", {"hue": 2}, "'augmentation' must be a number in [0, 1)"),
     ],
 )

@@ -52,6 +52,78 @@ def test_transparent_pixels_become_the_white_background(tmp_path):
     assert (rgb[2:] == 255).all()
 
 
+def tagged_jpeg(path, array, orientation):
+    """``array`` as a JPEG whose EXIF says how to turn it for display, as a phone writes it."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return save(path, array, quality=95, exif=exif)
+
+
+def test_a_phone_photos_exif_orientation_is_applied(tmp_path):
+    stored = np.random.default_rng(1).integers(0, 255, (12, 20, 3), dtype=np.uint8)
+    plain = datalib.read_rgb(save(tmp_path / "plain.jpg", stored, quality=95))  # the same encoder, the same pixels
+    # 6: the camera was turned a quarter clockwise; a viewer turns the stored picture 90 degrees clockwise.
+    upright = datalib.read_rgb(tagged_jpeg(tmp_path / "six.jpg", stored, 6))
+    assert upright.shape == (20, 12, 3)
+    np.testing.assert_array_equal(upright, np.rot90(plain, k=-1))
+    np.testing.assert_array_equal(datalib.read_rgb(tagged_jpeg(tmp_path / "three.jpg", stored, 3)), np.rot90(plain, 2))
+    np.testing.assert_array_equal(datalib.read_rgb(tagged_jpeg(tmp_path / "one.jpg", stored, 1)), plain)
+
+
+def test_the_fast_decoder_leaves_tagged_photos_to_pillow_which_turns_them(tmp_path):
+    """A square tagged JPEG at the model's size would take TensorFlow's decoder, which ignores the tag."""
+    folder = tmp_path / "Training" / "apple"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    save(folder / "a_plain.jpg", rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), quality=95)
+    stored = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    tagged = tagged_jpeg(folder / "b_tagged.jpg", stored, 6)
+    split = datalib.read_split(tmp_path / "Training", (16, 16))
+    upright = datalib.read_rgb(tagged)
+    np.testing.assert_array_equal(split.images[1], upright)
+    assert not np.array_equal(upright, datalib.read_rgb(save(tmp_path / "stored.jpg", stored, quality=95)))
+
+
+def test_16_bit_32_bit_and_float_grey_images_are_scaled_to_8_bits(tmp_path):
+    levels = np.linspace(0, 1, 64).reshape(8, 8)
+    expected = np.round(levels * 255).astype(np.uint8)
+    sixteen = (levels * 65535).round().astype(np.uint16)
+    png = save(tmp_path / "sixteen.png", sixteen)
+    with Image.open(png) as image:
+        assert image.mode == "I;16"  # Pillow's own RGB conversion clips this at 255: all white
+    wide = {"sixteen.png": png,
+            "int32.tif": save(tmp_path / "int32.tif", sixteen.astype(np.int32)),
+            "float.tif": save(tmp_path / "float.tif", levels.astype(np.float32))}
+    for name, path in wide.items():
+        rgb = datalib.read_rgb(path)
+        assert rgb.shape == (8, 8, 3), name
+        assert np.abs(rgb.astype(int) - expected[..., None]).max() <= 1, name
+
+
+def test_other_modes_reach_the_model_as_their_colours(tmp_path):
+    rgb = np.random.default_rng(3).integers(0, 255, (6, 6, 3), dtype=np.uint8)
+    cmyk = tmp_path / "cmyk.tif"
+    Image.fromarray(rgb).convert("CMYK").save(cmyk)
+    np.testing.assert_array_equal(datalib.read_rgb(cmyk), rgb)
+    grey_alpha = np.stack([np.full((4, 4), 90, np.uint8), np.full((4, 4), 255, np.uint8)], axis=-1)
+    grey_alpha[2:, :, 1] = 0  # bottom half transparent
+    shown = datalib.read_rgb(save(tmp_path / "la.png", grey_alpha, "LA"))
+    assert (shown[:2] == 90).all() and (shown[2:] == 255).all()
+    palette = Image.new("P", (4, 4), 0)
+    palette.putpalette([200, 10, 10] + [0, 0, 0] * 255)
+    palette.paste(1, (0, 2, 4, 4))  # bottom half: entry 1, the transparent one
+    palette.save(tmp_path / "p.png", transparency=1)
+    shown = datalib.read_rgb(tmp_path / "p.png")
+    assert (shown[:2] == [200, 10, 10]).all() and (shown[2:] == 255).all()
+
+
+def test_float_samples_of_no_known_scale_are_refused_in_one_line(tmp_path):
+    path = save(tmp_path / "odd.tif", np.linspace(-40, 900, 16, dtype=np.float32).reshape(4, 4))
+    with pytest.raises(datalib.ImageError, match="no known 8-bit scale") as error:
+        datalib.read_rgb(path)
+    assert "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize(
     "content, reason",
     [(b"not an image at all", "not an image file"), (None, "unreadable image")],

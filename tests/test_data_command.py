@@ -3,6 +3,7 @@
 import http.server
 import io
 import json
+import shutil
 import threading
 import zipfile
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CLASS_COLOURS, draw_fruit, make_image_folders
+from conftest import CLASS_COLOURS, REPO, draw_fruit, make_image_folders
 from fruitkeras.cli import main
 
 
@@ -188,5 +189,34 @@ def test_check_of_a_clean_folder_says_ok(tmp_path, runner):
     result = runner.invoke(main, ["data", "check", str(root)])
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1].startswith("ok (3 classes, 15 Training, 6 Test images)")
+    # Every check is named, with what it found, "none" included.
+    for line in ("classes to train on: 3 in Training", "Training and Test classes: the same",
+                 "unreadable files: none", "exact duplicates within a split: none",
+                 "exact duplicates across splits: none", "near-copies across splits: "):
+        assert f"    {line}" in result.output, line
     missing = runner.invoke(main, ["data", "check", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and missing.output == f"error: {tmp_path / 'nowhere'}: no such folder\n"
+
+
+def test_check_reports_a_class_that_training_lacks(tmp_path, runner):
+    root = make_image_folders(tmp_path / "fruits", train_per_class=5, test_per_class=2)
+    shutil.copytree(root / "Test" / "kiwi", root / "Test" / "mango")
+    result = runner.invoke(main, ["data", "check", str(root), "--json"])
+    assert result.exit_code == 1, result.output
+    findings = json.loads(result.stdout)
+    assert findings["class_mismatch"] == {"only_in_test": ["mango"], "only_in_training": []}
+    assert "Training and Test have different classes (1 only in Test, 0 only in Training)" in findings["verdict"]
+    text = runner.invoke(main, ["data", "check", str(root)]).output
+    assert "    Training and Test classes: 1 class(es) only in Test: mango  <- problem" in text
+
+
+def test_one_class_is_refused_by_check_and_by_train(tmp_path, runner):
+    root = make_image_folders(tmp_path / "fruits", train_per_class=5, test_per_class=2, classes={"kiwi": (90, 160, 60)})
+    result = runner.invoke(main, ["data", "check", str(root)])
+    assert result.exit_code == 1, result.output
+    assert "1 class in Training (training needs at least 2)" in result.output.splitlines()[-1]
+    trained = runner.invoke(main, ["train", str(REPO / "architectures" / "tiny.json"), "--data", str(root),
+                                   "--run-dir", str(tmp_path / "run")])
+    assert trained.exit_code == 1
+    assert trained.output == (f"error: {root / 'Training'}: 1 class (kiwi); training needs at least 2 class folders\n")
+    assert not (tmp_path / "run").exists()

@@ -228,6 +228,32 @@ def test_mixed_precision_training_keeps_softmax_and_batchnorm_in_float32(tmp_pat
     assert model(np.zeros((1, 32, 32, 3), np.float32)).dtype == "float32"
 
 
+def test_the_files_mixed_precision_field_turns_it_on_and_off(image_folders, tmp_path):
+    from fruitkeras.training import train
+
+    tiny = REPO / "architectures" / "tiny.json"
+    on = train(tiny, data=str(image_folders), run_dir=tmp_path / "on", epochs=1, verbose=0,
+               overrides=["training.mixed_precision=true"])
+    assert json.loads((on / "run.json").read_text())["distribute"]["mixed_precision"] == "mixed_bfloat16"
+    off = train(tiny, data=str(image_folders), run_dir=tmp_path / "off", epochs=1, verbose=0)
+    assert json.loads((off / "run.json").read_text())["distribute"]["mixed_precision"] is None
+
+
+def test_a_cpu_without_bfloat16_instructions_is_told_so(image_folders, tmp_path, monkeypatch, capsys):
+    from fruitkeras import distribute
+    from fruitkeras.training import train
+
+    (tmp_path / "old").write_text("processor : 0\nflags : fpu sse2 avx2 avx512f\n")
+    (tmp_path / "new").write_text("processor : 0\nflags : fpu sse2 avx2 avx512f amx_bf16 amx_tile\n")
+    assert distribute.cpu_has_bfloat16(tmp_path / "old") is False
+    assert distribute.cpu_has_bfloat16(tmp_path / "new") is True
+    assert distribute.cpu_has_bfloat16(tmp_path / "missing") is None
+    monkeypatch.setattr(distribute, "CPUINFO", tmp_path / "old")
+    train(REPO / "architectures" / "tiny.json", data=str(image_folders), run_dir=tmp_path / "run", epochs=1,
+          verbose=1, mixed_precision=True)
+    assert "this CPU has no bfloat16 instructions" in capsys.readouterr().out
+
+
 def test_mirrored_eval_gives_the_single_device_results(trained_run, tmp_path):
     code, output = finish(fruitkeras("eval", trained_run["run_dir"], "--data", trained_run["data"], "--out",
                                      tmp_path / "mirrored", "--batch-size", 4, "--distribute", "mirrored",

@@ -58,3 +58,21 @@ def test_manual_pages_link_both_ways():
         assert page.resolve() in listed, f"{page.name} is not in docs/index.md"
         back = {(page.parent / target.partition("#")[0]).resolve() for target in relative_links(page)}
         assert index.resolve() in back, f"{page.name} does not link back to the index"
+
+
+def test_the_help_names_only_files_that_exist_and_every_option_is_documented():
+    """Every sample or architecture file a command's --help names exists, and every option is in the manual's command pages."""
+    from click.testing import CliRunner
+
+    from fruitkeras.cli import main
+
+    manual = "".join((REPO / "docs" / page).read_text(encoding="utf-8") for page in ("commands.md", "data.md"))
+    runner = CliRunner()
+    commands = [(name,) for name in main.commands if name != "data"] + [("data", "download"), ("data", "check")]
+    for command in commands:
+        text = runner.invoke(main, [*command, "--help"], terminal_width=200).output
+        for path in re.findall(r"\b((?:samples|architectures)/[\w./-]*\w)", text):
+            assert (REPO / path).exists(), f"fruitkeras {' '.join(command)} --help names {path}, which does not exist"
+        for option in re.findall(r"^\s+(--[\w-]+)", text, flags=re.M):
+            if option != "--help":
+                assert option in manual, f"fruitkeras {' '.join(command)} {option} is in neither docs/commands.md nor docs/data.md"

@@ -1,5 +1,7 @@
 """architectures/live.json, the recipe trained in front of the examiner: valid, and it trains into a run folder."""
 
+import json
+
 import pandas as pd
 
 from conftest import REPO
@@ -27,3 +29,11 @@ def test_the_live_recipe_trains_a_tiny_run_with_the_full_log(image_folders, tmp_
         assert history[column].notna().all(), column
     for name in ("model.keras", "familiarity.npz", "architecture.json", "learning_curves.png"):
         assert (run / name).is_file(), name
+    # The file asks for mixed precision; no GPU here, so bfloat16.
+    assert json.loads((run / "run.json").read_text())["distribute"]["mixed_precision"] == "mixed_bfloat16"
+
+    # bfloat16 compute keeps the promise: the same seed, the same history bit for bit.
+    again = train(LIVE, data=str(image_folders), run_dir=tmp_path / "again", epochs=2, verbose=0)
+    clock = ["timestamp", "epoch_seconds"]
+    pd.testing.assert_frame_equal(history.drop(columns=clock), pd.read_csv(again / "history.csv").drop(columns=clock),
+                                  check_exact=True)

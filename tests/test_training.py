@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY_ARCHITECTURE, copy_run, picture
+from conftest import REPO, TINY_ARCHITECTURE, copy_run, picture
 from fruitkeras.cli import main
 from fruitkeras.errors import TrainingInterrupted
 from fruitkeras.runs import load_model
@@ -254,3 +254,40 @@ def test_non_square_inputs_train_predict_and_explain(image_folders, architecture
     predicted = runner.invoke(main, ["predict", str(image), "--model", str(run_dir), "--format", "json"])
     assert predicted.exit_code == 0, predicted.output
     assert len(json.loads(predicted.stdout)[0]["top"]) == 3
+
+
+def test_a_loss_that_turns_nan_fails_the_run_and_no_command_takes_it_for_a_model(image_folders, runner, tmp_path):
+    run_dir = tmp_path / "runs" / "exploded"
+    # SGD at 1e30: the first step's weights overflow, and the loss is NaN from then on.
+    result = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--data", str(image_folders), "--run-dir",
+                                  str(run_dir), "--epochs", "3", "--quiet", "--set", "training.optimizer=sgd",
+                                  "--set", "training.learning_rate=1e30"])
+    assert result.exit_code == 1
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("error: training failed: the loss became nan in epoch 1") and "marked failed" in error
+    assert "Traceback" not in result.output
+    assert json.loads((run_dir / "run.json").read_text())["failed"] == {"epoch": 1, "loss": "nan"}
+    assert not (run_dir / "model.keras").exists()
+    assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [1]  # it stopped there
+
+    listed = runner.invoke(main, ["runs", str(tmp_path / "runs")])
+    assert listed.exit_code == 0 and "failed" in listed.output and "finished" not in listed.output
+    predicted = runner.invoke(main, ["predict", str(image_folders / "Test"), "--model", str(run_dir)])
+    assert predicted.exit_code == 1 and "is a failed run (the loss became nan in epoch 1)" in predicted.output
+    resumed = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--run-dir", str(run_dir), "--resume"])
+    assert resumed.exit_code == 1 and "is a failed run" in resumed.output and "finished" not in resumed.output
+
+
+@pytest.mark.parametrize("command", ["predict", "explain"])
+def test_a_missing_image_or_model_is_said_before_tensorflow_is_imported(command, trained_run, tmp_path):
+    """Said at once: the process never imports TensorFlow (5 s here) to find that a file is missing."""
+    probe = ("import sys\nfrom fruitkeras.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as end:\n"
+             "    print('tensorflow imported' if 'tensorflow' in sys.modules else 'no tensorflow', end.code)\n")
+    for args, message in (
+        ([str(tmp_path / "gone.jpg"), "--model", str(trained_run["run_dir"])], f"{tmp_path / 'gone.jpg'}: no such file or folder"),
+        ([str(REPO / "samples" / "Banana_1.jpg"), "--model", str(tmp_path / "nowhere")], f"{tmp_path / 'nowhere'}"),
+    ):
+        result = subprocess.run([sys.executable, "-c", probe, command, *args], capture_output=True, text=True,
+                                timeout=120, cwd=tmp_path)
+        assert result.stdout.strip().endswith("no tensorflow 1"), result.stdout + result.stderr
+        assert result.stderr.startswith("error: ") and message in result.stderr and len(result.stderr.splitlines()) == 1
