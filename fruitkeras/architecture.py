@@ -177,7 +177,7 @@ TRAINING_FIELDS = {
     # XLA for the training step; None: Keras's "auto" (off on a CPU, where it measured slower: docs/live-recipe.md).
     "jit_compile": (_optional(_boolean), None),
     # Compute in bfloat16 (float16 on a GPU), variables and statistics in float32 (``distribute``);
-    # --mixed-precision turns it on for a run.  5x the matmul speed on a CPU with AMX (docs/live-recipe.md).
+    # --mixed-precision turns it on for a run.  About 4x the matmul speed on a CPU with AMX (docs/live-recipe.md).
     "mixed_precision": (_boolean, False),
 }
 

@@ -6,9 +6,9 @@ line or progress bar shows them, ``EpochTimestamp`` adds the time (a string
 the progress bar could not format), and ``EpochCSVLogger`` writes it all.
 """
 
+import math
 import signal
 import sys
-import math
 import threading
 import time
 from datetime import datetime

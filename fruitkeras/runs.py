@@ -40,9 +40,22 @@ def _finished_at(model_path):
         return ""
 
 
+def is_finished(run_dir):
+    """Whether a run folder holds a finished run: its model and run.json's "finished", written last of all."""
+    run_dir = Path(run_dir)
+    return (run_dir / MODEL_FILE).exists() and bool(_record(run_dir).get("finished"))
+
+
+def _cut_short_after_training(run_dir):
+    """A model file, but a run.json without "finished": stopped after its last epoch, before the run was whole."""
+    run_dir = Path(run_dir)
+    return (run_dir / MODEL_FILE).exists() and (run_dir / RUN_FILE).exists() and not is_finished(run_dir)
+
+
 def newest_run(runs_dir=RUNS_DIR):
     """The model file of the most recently finished run under ``runs_dir``."""
-    models = sorted(Path(runs_dir).glob(f"*/{MODEL_FILE}"), key=lambda p: (_finished_at(p), p.stat().st_mtime))
+    models = sorted((p for p in Path(runs_dir).glob(f"*/{MODEL_FILE}") if not _cut_short_after_training(p.parent)),
+                    key=lambda p: (_finished_at(p), p.stat().st_mtime))
     if not models:
         raise FruitkerasError(f"no trained model in {runs_dir}/; train one (fruitkeras train ARCH.json) or name a run folder or model file")
     return models[-1]
@@ -85,14 +98,14 @@ def unfinished_run_message(run_dir):
     failed = failed_run_message(run_dir)
     if failed:
         return failed + "; train a new run with a changed recipe"
+    record = _record(run_dir)
+    architecture = record.get("architecture_file", "ARCH.json")
+    if _cut_short_after_training(run_dir):
+        return (f"{run_dir} is an unfinished run (stopped after its last epoch, before its verdict statistics and "
+                f"figures were written): continue it with: {resume_command(architecture, run_dir)}")
     if (run_dir / MODEL_FILE).exists() or not (run_dir / RUN_FILE).exists():
         return None
-    try:
-        record = json.loads((run_dir / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        record = {}
     done = epochs_logged(run_dir / HISTORY_FILE)
-    architecture = record.get("architecture_file", "ARCH.json")
     state = "still training" if _alive(record.get("running_pid")) else "interrupted"
     return (f"{run_dir} is an unfinished run ({state} after {done} of {record.get('epochs', '?')} epochs): no model "
             f"yet; continue it with: {resume_command(architecture, run_dir)}")
@@ -193,8 +206,7 @@ def describe_runs(runs_dir=RUNS_DIR):
                 test_accuracy = json.loads(metrics.read_text())["accuracy"]
             except (OSError, ValueError, KeyError):
                 pass
-        finished = (folder / MODEL_FILE).exists()
-        status = ("failed" if record.get("failed") else "finished" if finished
+        status = ("failed" if record.get("failed") else "finished" if is_finished(folder)
                   else "running" if _alive(record.get("running_pid")) else "interrupted")
         rows.append({
             "name": folder.name,

@@ -17,7 +17,7 @@ from fruitkeras.decoded_cache import decode_cached
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
 from fruitkeras.run_folder import (ARCHITECTURE_COPY, BACKUP_DIR, CURVES_FILE, FAMILIARITY_FILE, HISTORY_FILE,
                                    MODEL_FILE, RUN_FILE, RUNS_DIR, resume_command)
-from fruitkeras.runs import epochs_logged, failed_run_message, save_model
+from fruitkeras.runs import epochs_logged, failed_run_message, is_finished, load_model, save_model
 
 
 def default_run_dir(architecture):
@@ -27,7 +27,7 @@ def default_run_dir(architecture):
 def check_run_dir(run_dir, resume):
     """Refuse to overwrite a finished run or to restart an unfinished one silently."""
     run_dir = Path(run_dir)
-    if (run_dir / MODEL_FILE).exists():
+    if is_finished(run_dir):
         raise FruitkerasError(f"{run_dir} already holds a finished run ({MODEL_FILE}); choose another --run-dir")
     if resume:
         if not (run_dir / RUN_FILE).exists():
@@ -222,7 +222,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
 
     from fruitkeras import distribute as distribution
     from fruitkeras.augmentation import make_augmenter
-    from fruitkeras.callbacks import EpochEvaluation, StopOnNonFiniteLoss, logging_callbacks, now_iso
+    from fruitkeras.callbacks import EpochEvaluation, logging_callbacks, now_iso
     from fruitkeras.outliers import make_outlier_exposure
 
     settings = architecture.training
@@ -308,6 +308,30 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
               + (f" on {replicas} replicas ({record['distribute']['strategy']}), batch {batch_size // replicas} each"
                  if replicas > 1 else "")
               + ("" if chief else f" (a worker: it writes to {run_dir})"), flush=True)
+    if resume and (run_dir / MODEL_FILE).exists():
+        # Stopped after its last epoch, before the run was whole: the saved model is the trained one.
+        model, _ = load_model(run_dir / MODEL_FILE, familiarity=False)
+    else:
+        _fit(model, strategy, train_data, epochs, steps_per_epoch, verbose, callbacks, extra_callbacks, record,
+             run_dir, final_dir, architecture_path)
+    if not chief:  # the chief saves the model; this worker's folder held only its callbacks' files
+        return final_dir
+    try:
+        _finish(model, architecture, split, train_rows, val_rows, seed, record, run_dir)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            f"interrupted after the last epoch, before the run was finished; {final_dir} is kept unfinished. "
+            f"Continue with: {resume_command(architecture_path, final_dir)}"
+        ) from None
+    return final_dir
+
+
+def _fit(model, strategy, train_data, epochs, steps_per_epoch, verbose, callbacks, extra_callbacks, record, run_dir,
+         final_dir, architecture_path):
+    """``model.fit`` with a one-line Ctrl-C and a run marked failed when the loss turns non-finite."""
+    from fruitkeras import distribute as distribution
+    from fruitkeras.callbacks import StopOnNonFiniteLoss
+
     distribution.build_for_fit(model, strategy, train_data)
     stopper = callbacks[-1]
     [nonfinite] = [callback for callback in callbacks if isinstance(callback, StopOnNonFiniteLoss)]
@@ -332,24 +356,29 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
             f"training failed: the loss became {nonfinite.failure['loss']} in epoch {nonfinite.failure['epoch']}, so "
             f"{final_dir} is marked failed and holds no model; lower training.learning_rate or check the data, "
             "and train a new run")
-    if not chief:  # the chief saves the model; this worker's folder held only its callbacks' files
-        return final_dir
-    record["finished"] = now_iso()
+
+
+def _finish(model, architecture, split, train_rows, val_rows, seed, record, run_dir):
+    """The work after the last epoch: the model, the verdict's statistics, the figure, and last of all
+    run.json's "finished", so that a run stopped anywhere before is unfinished and --resume completes it."""
+    from fruitkeras.callbacks import now_iso
+
     record["mean_colour"] = datalib.mean_colour(split, train_rows, seed=seed)
     metadata = {
         "class_names": split.class_names,
         "input_size": list(architecture.input_size),
         "mean_colour": record["mean_colour"],
         "architecture": architecture.name,
-        "trained": record["finished"],
+        "trained": now_iso(),
     }
     save_model(model, run_dir / MODEL_FILE, metadata)
-    # The verdict's statistics, on Training photos only (never Test): before run.json says "finished".
-    familiarity.save(familiarity.fit(model, split, train_rows, val_rows, settings["augmentation"], seed),
+    # The verdict's statistics, on Training photos only (never Test).
+    familiarity.save(familiarity.fit(model, split, train_rows, val_rows, architecture.training["augmentation"], seed),
                      run_dir / FAMILIARITY_FILE, run_dir / MODEL_FILE)
-    _write_record(run_dir, record)
     plot_learning_curves(run_dir / HISTORY_FILE, run_dir / CURVES_FILE, record.get("resumed", ()))
-    return final_dir
+    record.pop("running_pid", None)
+    record["finished"] = now_iso()
+    _write_record(run_dir, record)
 
 
 def backed_up_epochs(backup_dir):

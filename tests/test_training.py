@@ -1,8 +1,11 @@
 """End to end through the command line: train, eval, resume, refusals."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 
 import keras
@@ -291,3 +294,46 @@ def test_a_missing_image_or_model_is_said_before_tensorflow_is_imported(command,
                                 timeout=120, cwd=tmp_path)
         assert result.stdout.strip().endswith("no tensorflow 1"), result.stdout + result.stderr
         assert result.stderr.startswith("error: ") and message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_ctrl_c_after_the_last_epoch_leaves_an_unfinished_run_that_resume_completes(image_folders, runner, tmp_path):
+    """A real SIGINT while the verdict's statistics are fitted (about 2 minutes on the 77-class set).
+
+    The probe makes that stage wait, so that the signal lands inside it; what is checked is the real folder,
+    the real commands and the real --resume.
+    """
+    started = tmp_path / "statistics-started"
+    probe = ("import os, sys, time\nimport fruitkeras.familiarity as familiarity\nfit = familiarity.fit\n"
+             "def waiting(*args, **kwargs):\n    open(os.environ['STARTED'], 'w').close()\n    time.sleep(120)\n"
+             "    return fit(*args, **kwargs)\nfamiliarity.fit = waiting\nfrom fruitkeras.cli import main\nmain(sys.argv[1:])\n")
+    run_dir = tmp_path / "runs" / "cut"
+    process = subprocess.Popen([sys.executable, "-c", probe, "train", str(TINY_ARCHITECTURE), "--data", str(image_folders),
+                                "--run-dir", str(run_dir), "--epochs", "2", "--quiet"], env={**os.environ, "STARTED": str(started)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert started.exists(), process.communicate()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130  # as for a Ctrl-C during the epochs
+    assert stderr.startswith("error: interrupted after the last epoch, before the run was finished") and "--resume" in stderr
+    assert len(stderr.splitlines()) == 1, stderr
+    assert (run_dir / "model.keras").exists() and not (run_dir / "familiarity.npz").exists()
+    assert "finished" not in json.loads((run_dir / "run.json").read_text())
+
+    listed = runner.invoke(main, ["runs", str(tmp_path / "runs")])
+    assert "interrupted" in listed.output and "finished" not in listed.output
+    predicted = runner.invoke(main, ["predict", str(image_folders / "Test"), "--model", str(run_dir)])
+    assert predicted.exit_code == 1 and "is an unfinished run (stopped after its last epoch" in predicted.output
+    again = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--data", str(image_folders), "--run-dir", str(run_dir)])
+    assert again.exit_code == 1 and "--resume" in again.output
+
+    resumed = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--run-dir", str(run_dir), "--resume", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert (run_dir / "familiarity.npz").exists() and (run_dir / "learning_curves.png").exists()
+    assert json.loads((run_dir / "run.json").read_text())["finished"]
+    assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [1, 2]  # no epoch trained twice
+    assert "finished" in runner.invoke(main, ["runs", str(tmp_path / "runs")]).output
+    predicted = runner.invoke(main, ["predict", str(image_folders / "Test"), "--model", str(run_dir)])
+    assert predicted.exit_code == 0, predicted.output
