@@ -9,8 +9,7 @@ import numpy as np
 from fruitkeras import data as datalib
 from fruitkeras.decoded_cache import decode_cached
 from fruitkeras.errors import FruitkerasError
-
-from fruitkeras.run_folder import report_files
+from fruitkeras.run_folder import EVALUATIONS_DIR, RUN_FILE, report_files
 
 
 @dataclass
@@ -146,7 +145,12 @@ def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=F
 
     strategy = distribution.make_strategy(distribute, devices)
     data_root = datalib.resolve_data_dir(data)
-    check_writable(Path(out or Path(model_path).parent))  # before the work, not after it
+    if out is None:
+        out = default_report_dir(model_path, data_root)
+        if out != Path(model_path).parent:
+            echo(f"note: {data_root} is not the data this run was trained on, so its recorded result stays as it is; "
+                 f"the reports go to {out}")
+    check_writable(Path(out))  # before the work, not after it
     with distribution.scope(strategy):
         model, metadata = load_model(model_path)
     if strategy is not None and batch_size % strategy.num_replicas_in_sync:
@@ -165,9 +169,25 @@ def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=F
     confusions = top_confusions(result.confusion, result.class_names, 5)
     if confusions:
         echo("most frequent confusions: " + "; ".join(f"{t} -> {p} ({n})" for t, p, n in confusions))
-    for path in write_report(result, out or Path(model_path).parent, model_path, data_root, bn_train_mode):
+    for path in write_report(result, out, model_path, data_root, bn_train_mode):
         echo(f"wrote {path}")
     return result
+
+
+def default_report_dir(model_path, data_root):
+    """Where ``eval`` writes without --out: the model's folder, unless that is a run trained on other data.
+
+    A run folder's reports are its recorded proof, shown by ``runs`` and the page: only an evaluation on the
+    data the run records rewrites them.  Others go to ``evaluations/<run>-on-<data folder>/``.
+    """
+    folder = Path(model_path).parent
+    try:
+        recorded = json.loads((folder / RUN_FILE).read_text()).get("data")
+    except (OSError, ValueError):
+        return folder  # a model file outside a run folder: nothing recorded to protect
+    if recorded and Path(recorded).resolve() == Path(data_root).resolve():
+        return folder
+    return EVALUATIONS_DIR / f"{folder.name}-on-{Path(data_root).resolve().name}"
 
 
 def check_writable(out_dir):

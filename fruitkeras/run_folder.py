@@ -19,6 +19,8 @@ import shlex
 from pathlib import Path
 
 RUNS_DIR = Path("runs")
+# Reports of a run evaluated on data other than its own: never into the run folder, whose proof they would replace.
+EVALUATIONS_DIR = Path("evaluations")
 
 ARCHITECTURE_COPY = "architecture.json"
 RUN_FILE = "run.json"

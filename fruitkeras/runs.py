@@ -199,11 +199,12 @@ def describe_runs(runs_dir=RUNS_DIR):
             rows.append({"name": folder.name, "status": "unreadable run.json"})
             continue
         epochs_done = epochs_logged(folder / HISTORY_FILE)
-        test_accuracy = None
+        test_accuracy = test_data = None
         metrics = folder / METRICS_FILE
         if metrics.exists():
             try:
-                test_accuracy = json.loads(metrics.read_text())["accuracy"]
+                measured = json.loads(metrics.read_text())
+                test_accuracy, test_data = measured["accuracy"], Path(measured.get("data", "?")).name
             except (OSError, ValueError, KeyError):
                 pass
         status = ("failed" if record.get("failed") else "finished" if is_finished(folder)
@@ -214,6 +215,7 @@ def describe_runs(runs_dir=RUNS_DIR):
             "epochs": f"{epochs_done}/{record.get('epochs', '?')}",
             "status": status,
             "test_accuracy": test_accuracy,
+            "test_data": test_data,  # the data folder the figure came from
             "date": (record.get("finished") or record.get("started") or "")[:16].replace("T", " "),
         })
     return sorted(rows, key=lambda row: row.get("date", ""))
@@ -238,7 +240,8 @@ def format_runs(rows, runs_dir=RUNS_DIR):
     header = ("run", "architecture", "epochs", "status", "test acc.", "date")
     table = [header] + [(
         row["name"], row.get("architecture", ""), row.get("epochs", ""), row["status"],
-        "-" if row.get("test_accuracy") is None else f"{row['test_accuracy']:.4f}", row.get("date", ""),
+        "-" if row.get("test_accuracy") is None else f"{row['test_accuracy']:.4f} on {row['test_data']}",
+        row.get("date", ""),
     ) for row in rows]
     widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
     return "\n".join("  ".join(f"{str(cell):<{width}}" for cell, width in zip(line, widths)).rstrip() for line in table)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -337,3 +338,29 @@ def test_ctrl_c_after_the_last_epoch_leaves_an_unfinished_run_that_resume_comple
     assert "finished" in runner.invoke(main, ["runs", str(tmp_path / "runs")]).output
     predicted = runner.invoke(main, ["predict", str(image_folders / "Test"), "--model", str(run_dir)])
     assert predicted.exit_code == 0, predicted.output
+
+
+def test_eval_on_other_data_leaves_the_runs_recorded_result_byte_identical(trained_run, runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_dir = copy_run(trained_run["run_dir"], tmp_path / "runs" / "proof")
+    own = runner.invoke(main, ["eval", str(run_dir), "--data", str(trained_run["data"])])  # the data it records
+    assert own.exit_code == 0, own.output
+    recorded = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    assert "test_metrics.json" in recorded
+
+    other = shutil.copytree(trained_run["data"], tmp_path / "other-photos")
+    (other / "Test" / "kiwi" / sorted(p.name for p in (other / "Test" / "kiwi").iterdir())[0]).unlink()
+    result = runner.invoke(main, ["eval", str(run_dir), "--data", str(other)])
+    assert result.exit_code == 0, result.output
+    assert "is not the data this run was trained on" in result.output
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()} == recorded
+    reports = tmp_path / "evaluations" / "proof-on-other-photos"
+    assert json.loads((reports / "test_metrics.json").read_text())["images"] == 14
+    assert json.loads((run_dir / "test_metrics.json").read_text())["images"] == 15
+    # `runs` names the data its figure came from.
+    listed = runner.invoke(main, ["runs", str(tmp_path / "runs")]).output
+    assert f" on {trained_run['data'].name}" in listed
+    # The shipped run evaluated on other data writes under evaluations/, which git ignores: `git status` stays clean.
+    ignored = subprocess.run(["git", "check-ignore", "-q", "evaluations/fruits77-vgg_small-on-other/test_metrics.json"],
+                             cwd=REPO)
+    assert ignored.returncode == 0
