@@ -238,7 +238,12 @@ def build_page(inspection, work_dir):
         again.click(explain_again, [chosen] + settings, shown, api_name="explain")
         # A new choice clears the other pickers, so the page never shows a previous pick beside the new image.
         pickers = [sample] + ([test_class, test_file] if inspection.test_images else [])
-        upload.upload(lambda: [gr.update(value=None)] * len(pickers), None, pickers, api_name=False)
+        # One output takes one value: a list for it (no --data: the samples alone) made Gradio warn at every upload.
+        def clear_pickers():  # fresh updates each time: Gradio consumes the ones it is given
+            cleared = [gr.update(value=None) for _ in pickers]
+            return cleared if len(cleared) > 1 else cleared[0]
+
+        upload.upload(clear_pickers, None, pickers, api_name=False)
         if inspection.test_images:
             sample.input(lambda: [gr.update(value=None)] * 2, None, [test_class, test_file], api_name=False)
             test_class.input(test_files, test_class, test_file, api_name=False)
@@ -255,6 +260,7 @@ def check_port_free(host, port):
 
     The command line calls it before TensorFlow, Gradio and the model load; Gradio's own check comes only
     after them, waits, and names another option."""
+    import errno
     import socket
 
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -262,7 +268,13 @@ def check_port_free(host, port):
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
+        except socket.gaierror as error:  # not an address or name this machine can look up
+            raise FruitkerasError(f"cannot serve on {host}: not an address of this machine ({error.strerror}); "
+                                  "choose another --host, e.g. 127.0.0.1 or 0.0.0.0") from None
         except OSError as error:
+            if error.errno == errno.EADDRNOTAVAIL:  # a valid address, but another machine's
+                raise FruitkerasError(f"cannot serve on {host}: not an address of this machine; choose another "
+                                      "--host, e.g. 127.0.0.1 or 0.0.0.0") from None
             raise FruitkerasError(f"cannot serve on {host}:{port} ({error.strerror or error}); "
                                   "choose another port with --port") from None
 

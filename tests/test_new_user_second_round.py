@@ -36,6 +36,14 @@ def test_a_busy_port_is_a_fast_one_line_error_naming_port(trained_run, runner):
     assert "GRADIO_SERVER_PORT" not in result.output
 
 
+@pytest.mark.parametrize("host", ["999.1.1.1", "192.0.2.1"])  # not an address at all; a documentation address
+def test_a_host_that_is_not_this_machines_says_so_not_the_port(trained_run, runner, host):
+    result = runner.invoke(main, ["serve", str(trained_run["run_dir"]), "--host", host, "--port", "7999"])
+    assert one_line_error(result), result.output
+    assert f"cannot serve on {host}: not an address of this machine" in result.output and "--host" in result.output
+    assert "--port" not in result.output
+
+
 def test_training_without_test_split_says_the_test_metrics_are_missing(runner, tmp_path):
     data = make_image_folders(tmp_path / "fruits", train_per_class=6, test_per_class=1)
     import shutil

@@ -7,6 +7,7 @@ the browser tests fail in CI and are skipped elsewhere, saying why.
 Set FRUITKERAS_SCREENSHOTS=docs to refresh the README's screenshots.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -58,11 +59,11 @@ def test_split(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def server(test_split):
-    """The ``fruitkeras serve`` command on a free loopback port; yields its address, stops it afterwards."""
+@contextlib.contextmanager
+def serving(*options):
+    """``fruitkeras serve`` of the shipped run on a free loopback port; yields its address and its output lines."""
     port = free_port()
-    command = [sys.executable, "-m", "fruitkeras.cli", "serve", str(SHIPPED_RUN), "--data", str(test_split),
+    command = [sys.executable, "-m", "fruitkeras.cli", "serve", str(SHIPPED_RUN), *map(str, options),
                "--port", str(port)]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
@@ -76,13 +77,22 @@ def server(test_split):
         time.sleep(0.2)
     url = next(line for line in lines if "serving" in line).split(" at ")[1].split()[0]
     assert url == f"http://127.0.0.1:{port}/", lines  # loopback by default
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        yield url, lines
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(test_split):
+    """The page with --data: Test images to pick as well as the samples."""
+    with serving("--data", test_split) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -424,3 +434,19 @@ def test_browser_shows_the_verdict_and_gives_no_class_for_an_unfamiliar_photo(se
     wait_for(browser, lambda d: "Predicted: Eggplant" in status_text(d))
     assert "Verdict: known" in browser.find_element(By.ID, "top5").text
     assert cli_json(SAMPLES / "Eggplant_1.jpg")["verdict"] == "known"
+
+
+def test_browser_the_page_without_data_takes_uploads_and_logs_no_warning(browser):
+    """Without --data the samples are the only picker; an upload clears it, and the server logs nothing for it."""
+    from selenium.webdriver.common.by import By
+
+    with serving() as (url, lines):
+        browser.get(url)
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
+        for photo in ("Eggplant_1.jpg", "Banana_1.jpg"):
+            clear_upload(browser)
+            upload(browser, SAMPLES / photo)
+            wait_for(browser, lambda d: f"Predicted: {photo.split('_')[0]}" in status_text(d))
+        time.sleep(1)  # what the server prints for the last upload
+        served = "".join(lines[lines.index(next(line for line in lines if "serving" in line)) + 1:])
+        assert "warn" not in served.lower(), served
