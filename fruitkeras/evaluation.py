@@ -145,11 +145,8 @@ def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=F
 
     strategy = distribution.make_strategy(distribute, devices)
     data_root = datalib.resolve_data_dir(data)
-    if out is None:
-        out = default_report_dir(model_path, data_root)
-        if out != Path(model_path).parent:
-            echo(f"note: {data_root} is not the data this run was trained on, so its recorded result stays as it is; "
-                 f"the reports go to {out}")
+    redirected = out is None and default_report_dir(model_path, data_root) != Path(model_path).parent
+    out = out or default_report_dir(model_path, data_root)
     check_writable(Path(out))  # before the work, not after it
     with distribution.scope(strategy):
         model, metadata = load_model(model_path)
@@ -169,6 +166,9 @@ def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=F
     confusions = top_confusions(result.confusion, result.class_names, 5)
     if confusions:
         echo("most frequent confusions: " + "; ".join(f"{t} -> {p} ({n})" for t, p, n in confusions))
+    if redirected:  # said once the evaluation worked: a refusal stays one line
+        echo(f"note: {data_root} is not the data this run was trained on, so its recorded result stays as it is; "
+             f"the reports go to {out}")
     for path in write_report(result, out, model_path, data_root, bn_train_mode):
         echo(f"wrote {path}")
     return result
