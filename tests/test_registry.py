@@ -91,3 +91,19 @@ def test_cli_smooth_option_names_the_wrapped_method(trained_run, runner, tmp_pat
     assert (tmp_path / f"{image.stem}_smoothgrad-gradcam-last-activation-n3-s0.15.npy").exists()
     refused = runner.invoke(main, ["explain", str(image), "--method", "smoothgrad", "--smooth", "occlusion"])
     assert refused.exit_code == 2 and "'occlusion' is not one of" in refused.output
+
+
+def test_every_caption_says_which_quantity_its_map_explains():
+    """Gradient, gradient x input and occlusion explain the loss; Grad-CAM and IG the class score (the logit);
+    SmoothGrad what the method it averages explains."""
+    import dataclasses
+
+    options = ExplainOptions()
+    for name in ("gradient", "gradxinput", "occlusion"):
+        assert METHOD[name].caption_for(options).endswith("explains the loss"), name
+    assert METHOD["occlusion"].caption_for(dataclasses.replace(options, delta=True)).endswith("explains the loss")
+    for name in ("gradcam", "integrated"):
+        assert METHOD[name].caption_for(options).endswith("explains the class score (logit)"), name
+    for smooth in ("gradient", "gradxinput", "gradcam", "integrated"):
+        smoothed = METHOD["smoothgrad"].caption_for(dataclasses.replace(options, smooth=smooth))
+        assert smoothed.endswith(f"explains the {METHOD[smooth].quantity}"), smooth

@@ -43,6 +43,9 @@ def _colour_tag(text):
     return str(text).replace(",", "_").replace(" ", "")
 
 
+LOSS, LOGIT = "loss", "class score (logit)"
+
+
 @dataclass(frozen=True)
 class Method:
     """One explanation method: how the command line, the page, the files and the figures know it."""
@@ -57,13 +60,28 @@ class Method:
     reference: object = field(default=lambda options: "zero")
     delta_caption: str = None  # the caption when ``--delta`` maps the change instead
     gradient_based: bool = False  # SmoothGrad can average it over noisy copies
+    # What the map explains: the loss of the explained class, or its score before the softmax.  The two are
+    # never on one colour scale: a grid, the only figure with a shared scale, holds one method's maps.
+    quantity: str = LOSS
 
     def load(self):
         module, _, name = self.function.partition(":")
         return getattr(importlib.import_module(module), name)
 
+    def quantity_for(self, options):
+        return self.quantity
+
     def caption_for(self, options):
-        return self.delta_caption if options.delta and self.delta_caption else self.caption
+        caption = self.delta_caption if options.delta and self.delta_caption else self.caption
+        return f"{caption}; explains the {self.quantity_for(options)}"
+
+
+@dataclass(frozen=True)
+class SmoothedMethod(Method):
+    """SmoothGrad: it explains what the method it averages (``--smooth``) explains."""
+
+    def quantity_for(self, options):
+        return METHOD[options.smooth].quantity_for(options)
 
 
 def _smoothgrad_options(options, mean_colour):
@@ -81,7 +99,7 @@ def _smoothgrad_tag(options):
 METHODS = (
     Method("gradient", "gradient", "fruitkeras.explain.gradient:gradient_saliency", "|d loss / d pixel|",
            options=lambda o, mean: {"reduce": o.reduce}, tag=lambda o: o.reduce, gradient_based=True),
-    Method("smoothgrad", "SmoothGrad", "fruitkeras.explain.smoothgrad:smoothgrad",
+    SmoothedMethod("smoothgrad", "SmoothGrad", "fruitkeras.explain.smoothgrad:smoothgrad",
            "SmoothGrad: the mean map over noisy copies", options=_smoothgrad_options, tag=_smoothgrad_tag),
     Method("gradxinput", "gradient x input", "fruitkeras.explain.gradient:gradient_x_input", "|gradient x input|",
            options=lambda o, mean: {"reduce": o.reduce}, tag=lambda o: o.reduce, gradient_based=True),
@@ -93,11 +111,12 @@ METHODS = (
            reference=lambda o: "zero" if o.delta else "loss", delta_caption="loss change with patch centred here"),
     Method("gradcam", "Grad-CAM", "fruitkeras.explain.gradcam:gradcam", "Grad-CAM",
            options=lambda o, mean: {"layer": o.layer},
-           tag=lambda o: "last-activation" if o.layer is None else f"layer{o.layer}", gradient_based=True),
+           tag=lambda o: "last-activation" if o.layer is None else f"layer{o.layer}", gradient_based=True,
+           quantity=LOGIT),
     Method("integrated", "Integrated Gradients", "fruitkeras.explain.integrated_gradients:integrated_gradients",
            "integrated gradients (red: for the class)",
            options=lambda o, mean: {"baseline": _fill(o.baseline, mean, what="baseline"), "steps": o.steps},
-           tag=lambda o: f"{_colour_tag(o.baseline)}-n{o.steps}", gradient_based=True),
+           tag=lambda o: f"{_colour_tag(o.baseline)}-n{o.steps}", gradient_based=True, quantity=LOGIT),
 )
 METHOD = {method.name: method for method in METHODS}
 NAMES = tuple(METHOD)
