@@ -255,7 +255,7 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
     from fruitkeras.prediction import collect_images
 
     model_path = chosen_model(model_arg)  # a missing model or image is said before TensorFlow's 5 s import
-    collect_images(images)
+    paths = collect_images(images)
     load_tensorflow()
     from fruitkeras.explain.report import ExplainOptions, explain_files
 
@@ -263,7 +263,7 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
     options = ExplainOptions(reduce=reduce, samples=samples, smooth=smooth, noise=noise, patch=patch, stride=stride, fill=fill,
                              delta=delta, batch_size=batch_size, xla=xla, layer=layer, baseline=baseline, steps=steps,
                              progress=sys.stdout.isatty())  # a bar for a person watching, not for logs and pipes
-    explain_files(model_path, images, chosen, options, out, label, shared_scale, echo=click.echo,
+    explain_files(model_path, paths, chosen, options, out, label, shared_scale, echo=click.echo,
                   metrics=metrics, cut_out=cut_out)
 
 
@@ -299,9 +299,9 @@ def predict(images, model_arg, top, style, cut_out):
     from fruitkeras.prediction import collect_images, predict_files
 
     model_path = chosen_model(model_arg)  # a missing model or image is said before TensorFlow's 5 s import
-    collect_images(images)
+    paths = collect_images(images)
     load_tensorflow()
-    text = predict_files(model_path, images, top, style, cut_out)  # bad input fails here, before any other line
+    text = predict_files(model_path, paths, top, style, cut_out)  # bad input fails here, before any other line
     announce_model(model_path, model_arg)
     click.echo(text)
 

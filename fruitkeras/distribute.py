@@ -18,9 +18,9 @@ unless ``synchronized``); its moving statistics are the replicas' mean.
 """
 
 import contextlib
-from pathlib import Path
 import json
 import os
+from pathlib import Path
 
 from fruitkeras.errors import FruitkerasError
 

@@ -145,8 +145,10 @@ def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=F
 
     strategy = distribution.make_strategy(distribute, devices)
     data_root = datalib.resolve_data_dir(data)
-    redirected = out is None and default_report_dir(model_path, data_root) != Path(model_path).parent
-    out = out or default_report_dir(model_path, data_root)
+    redirected = False
+    if out is None:
+        out = default_report_dir(model_path, data_root)
+        redirected = out != Path(model_path).parent
     check_writable(Path(out))  # before the work, not after it
     with distribution.scope(strategy):
         model, metadata = load_model(model_path)

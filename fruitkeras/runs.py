@@ -32,12 +32,17 @@ def save_model(model, path, metadata):
         temporary.unlink(missing_ok=True)
 
 
+def _record(run_dir):
+    """A run folder's run.json, {} where it is missing or unreadable."""
+    try:
+        return json.loads((Path(run_dir) / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _finished_at(model_path):
     """When a run finished, from its run.json (file times change with every checkout)."""
-    try:
-        return json.loads((model_path.parent / RUN_FILE).read_text())["finished"]
-    except (OSError, ValueError, KeyError):
-        return ""
+    return _record(model_path.parent).get("finished", "")
 
 
 def is_finished(run_dir):
@@ -46,15 +51,17 @@ def is_finished(run_dir):
     return (run_dir / MODEL_FILE).exists() and bool(_record(run_dir).get("finished"))
 
 
-def _cut_short_after_training(run_dir):
-    """A model file, but a run.json without "finished": stopped after its last epoch, before the run was whole."""
+def _cut_short_after_training(run_dir, record):
+    """A model file, but a run.json (``record``) without "finished": stopped after its last epoch, before the
+    run was whole."""
     run_dir = Path(run_dir)
-    return (run_dir / MODEL_FILE).exists() and (run_dir / RUN_FILE).exists() and not is_finished(run_dir)
+    return (run_dir / MODEL_FILE).exists() and (run_dir / RUN_FILE).exists() and not record.get("finished")
 
 
 def newest_run(runs_dir=RUNS_DIR):
     """The model file of the most recently finished run under ``runs_dir``."""
-    models = sorted((p for p in Path(runs_dir).glob(f"*/{MODEL_FILE}") if not _cut_short_after_training(p.parent)),
+    models = sorted((p for p in Path(runs_dir).glob(f"*/{MODEL_FILE}")
+                     if not _cut_short_after_training(p.parent, _record(p.parent))),
                     key=lambda p: (_finished_at(p), p.stat().st_mtime))
     if not models:
         raise FruitkerasError(f"no trained model in {runs_dir}/; train one (fruitkeras train ARCH.json) or name a run folder or model file")
@@ -76,16 +83,11 @@ def resolve_model_path(run_or_model=None):
     return path
 
 
-def _record(run_dir):
-    try:
-        return json.loads((Path(run_dir) / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
+def failed_run_message(run_dir, record=None):
+    """What to say of a run whose training failed (its loss became NaN or infinite); None for any other.
 
-
-def failed_run_message(run_dir):
-    """What to say of a run whose training failed (its loss became NaN or infinite); None for any other."""
-    failure = _record(run_dir).get("failed")
+    ``record``: its run.json when already read."""
+    failure = (_record(run_dir) if record is None else record).get("failed")
     if not failure:
         return None
     return (f"{run_dir} is a failed run (the loss became {failure.get('loss', 'not finite')} in epoch "
@@ -95,12 +97,12 @@ def failed_run_message(run_dir):
 def unfinished_run_message(run_dir):
     """What to say of a run folder that has started but holds no model yet; None for anything else."""
     run_dir = Path(run_dir)
-    failed = failed_run_message(run_dir)
+    record = _record(run_dir)
+    failed = failed_run_message(run_dir, record)
     if failed:
         return failed + "; train a new run with a changed recipe"
-    record = _record(run_dir)
     architecture = record.get("architecture_file", "ARCH.json")
-    if _cut_short_after_training(run_dir):
+    if _cut_short_after_training(run_dir, record):
         return (f"{run_dir} is an unfinished run (stopped after its last epoch, before its verdict statistics and "
                 f"figures were written): continue it with: {resume_command(architecture, run_dir)}")
     if (run_dir / MODEL_FILE).exists() or not (run_dir / RUN_FILE).exists():
