@@ -72,12 +72,17 @@ def main():
     summary = means(table)
     lines = [f"{len(paths)} Test images, {args.per_class} from each of {len(CLASSES)} classes ({', '.join(CLASSES)}), "
              f"seed {args.seed}; model {args.model}; the explained class is the predicted one "
-             f"({table[table.method == 'gradient'].correct.mean():.0%} correct). Means over the images.", "",
-             "| method | deletion AUC (lower is better) | insertion AUC (higher is better) | rank correlation, top layer randomised | rank correlation, all layers randomised | seconds per image |",
-             "|---|---|---|---|---|---|"]
+             f"({table[table.method == 'gradient'].correct.mean():.0%} correct). Means over the images; ties in "
+             "deletion and insertion broken at random (seeded); randomised layers lose their batch-norm statistics "
+             "too; a rank correlation with a constant map is undefined, left out of the mean and counted.", "",
+             "| method | deletion AUC (lower is better) | insertion AUC (higher is better) | rank correlation, top layer randomised | rank correlation, all layers randomised | constant maps, top / all randomised | seconds per image |",
+             "|---|---|---|---|---|---|---|"]
+    undefined = table.groupby("method", sort=False)[["randomised_top_rho", "randomised_all_rho"]].agg(
+        lambda column: int(column.isna().sum()))
     for method, row in summary.iterrows():
         lines.append(f"| {method} | {row.deletion_auc:.3f} | {row.insertion_auc:.3f} | {row.randomised_top_rho:+.2f} "
-                     f"| {row.randomised_all_rho:+.2f} | {row.seconds_per_image:.3f} |")
+                     f"| {row.randomised_all_rho:+.2f} | {undefined.loc[method, 'randomised_top_rho']} / "
+                     f"{undefined.loc[method, 'randomised_all_rho']} | {row.seconds_per_image:.3f} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

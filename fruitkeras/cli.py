@@ -105,6 +105,11 @@ def announce_model(path, run_or_model):
     click.echo(f"model: {path}{how}", err=True)
 
 
+def count_on_stderr(done, total):
+    """One line on the terminal's stderr, rewritten as images are answered."""
+    click.echo(f"\ranswered {done:,} of {total:,} images", err=True, nl=done == total)
+
+
 def load_tensorflow():
     """Called first by every command that needs TensorFlow (not by --help)."""
     if not click.get_current_context().find_root().obj.get("debug"):
@@ -237,9 +242,10 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
     """Explain the model's decision on each image with a heatmap.
 
     IMAGES are files, folders (all their images) or globs.  Writes
-    <image>_<method>-<options>.png (original, heatmap, overlay) and the raw map
-    as .npy into --out, and grid_<method>-<options>.png for several images;
-    other options give other file names.  Images of any size or mode are
+    <image>_<method>-<options>-<loss|logit>.png (original, heatmap, overlay)
+    and the raw map as .npy into --out, and grid_<method>-<options>-<loss|logit>.png
+    for several images; the last word is what the map explains, and other
+    options give other file names.  Images of any size or mode are
     converted as in training.
 
     \b
@@ -283,9 +289,10 @@ def predict(images, model_arg, top, style, cut_out):
 
     IMAGES are files, folders (all their images) or globs; images of any size
     or mode are converted as in training.  The verdict says what the top class
-    is worth: known, unknown class (a photo like the training photos, of none
-    of the model's classes) or unfamiliar photo (not like them: a scene, not
-    one fruit on white); "not available" for a run without familiarity
+    is worth: known (close to photos the model learned from), unknown class
+    (passed the photo test, but far from every training photo: none of the
+    classes is the answer, whatever the photo shows) or unfamiliar photo (its
+    statistics unlike the training photos'); "not available" for a run without familiarity
     statistics (fruitkeras fit-familiarity RUN fits them).  An unfamiliar
     photo gets a second look: its classes are guessed from the fruit cut out
     of it, on white (cut_out: yes); its verdict stays "unfamiliar photo".
@@ -301,9 +308,12 @@ def predict(images, model_arg, top, style, cut_out):
     model_path = chosen_model(model_arg)  # a missing model or image is said before TensorFlow's 5 s import
     paths = collect_images(images)
     load_tensorflow()
-    text = predict_files(model_path, paths, top, style, cut_out)  # bad input fails here, before any other line
-    announce_model(model_path, model_arg)
-    click.echo(text)
+    progress = count_on_stderr if sys.stderr.isatty() else None  # for a person watching, not for logs
+    for number, piece in enumerate(predict_files(model_path, paths, top, style, cut_out, progress=progress)):
+        if number == 0:  # no readable image fails before this line
+            announce_model(model_path, model_arg)
+        click.echo(piece, nl=False)
+        sys.stdout.flush()  # each chunk's answers out before the next chunk is read
 
 
 @main.command(name="fit-familiarity")

@@ -94,11 +94,13 @@ class Familiarity:
 
 
 def plain_words(verdict, top_class):
-    """The verdict as a sentence for people: what the top class is worth."""
+    """The verdict as a sentence for people: what the top class is worth, saying only what the two statistics
+    measure (a photo's statistics against the training photos', and its nearest training photo), never what the
+    photo shows: a cat on white and a fruit the model never learned get the same ``unknown class``."""
     return {
-        KNOWN: f"It looks like {top_class}, one of the model's classes.",
-        UNKNOWN_CLASS: f"A photo like the training photos (one fruit on white), but of none of the model's classes; "
-                       f"the closest is {top_class}.",
+        KNOWN: f"Close to photos the model learned from: its answer is {top_class}.",
+        UNKNOWN_CLASS: f"Passed the photo test, but far from every photo the model learned from, so none of its "
+                       f"classes is the answer; the closest is {top_class}.",
         UNFAMILIAR_PHOTO: "Not like the photos the model learned from (one fruit on white): its classes below are "
                           "no answer.",
         NOT_AVAILABLE: f"The top class is {top_class}; this run has no familiarity statistics to judge it "

@@ -9,6 +9,10 @@ white; the verdict stays the photo's.
 Images go through ``fruitkeras.data.load_image``, the conversion every other
 command uses.  ``collect_images`` turns the command line's files, folders and
 globs into a list of image files, for ``predict`` and ``explain`` alike.
+
+``predict`` streams: the files are read and answered ``CHUNK`` at a time, and
+each chunk's answers are written before the next is read, so memory stays flat
+and the first answers appear at once however many files there are.
 """
 
 import glob
@@ -21,6 +25,10 @@ import numpy as np
 from fruitkeras import data as datalib
 from fruitkeras.errors import FruitkerasError
 from fruitkeras.familiarity import NOT_AVAILABLE, UNFAMILIAR_PHOTO
+
+# Images read, judged and written at a time.  Peak memory for 5,000 photos (docs/commands.md#predict): 0.79 GB at
+# 64, 0.86 GB at 128, 0.99 GB at 256; one photo alone takes 0.71 GB (TensorFlow and the model).
+CHUNK = 64
 
 
 def collect_images(inputs):
@@ -51,12 +59,8 @@ def collect_images(inputs):
     return list(dict.fromkeys(found))
 
 
-def load_images(paths, size, stream=None):
-    """The readable images as float32 (N, H, W, 3) with their paths.
-
-    Unreadable files are reported on ``stream`` (stderr) and left out; when
-    none is readable, the first one's problem is the error.
-    """
+def read_readable(paths, size):
+    """(images as float32 (N, H, W, 3), the paths read, the problems of the rest)."""
     images, kept, problems = [], [], []
     for path in paths:
         try:
@@ -64,12 +68,30 @@ def load_images(paths, size, stream=None):
             kept.append(path)
         except datalib.ImageError as error:
             problems.append(error)
-    if not kept:
-        raise problems[0] if len(problems) == 1 else FruitkerasError(
-            f"no readable image among {len(paths)} files; first: {problems[0]}")
+    return (np.stack(images) if images else None), kept, problems
+
+
+def no_readable_image(paths, problems):
+    return problems[0] if len(problems) == 1 else FruitkerasError(
+        f"no readable image among {len(paths)} files; first: {problems[0]}")
+
+
+def warn_skipped(problems, stream=None):
     for problem in problems:
         print(f"warning: skipped {problem}", file=stream or sys.stderr)
-    return np.stack(images), kept
+
+
+def load_images(paths, size, stream=None):
+    """The readable images as float32 (N, H, W, 3) with their paths.
+
+    Unreadable files are reported on ``stream`` (stderr) and left out; when
+    none is readable, the first one's problem is the error.
+    """
+    images, kept, problems = read_readable(paths, size)
+    if not kept:
+        raise no_readable_image(paths, problems)
+    warn_skipped(problems, stream)
+    return images, kept
 
 
 @dataclass
@@ -139,48 +161,82 @@ def rounded(familiarity):
 
 
 def format_predictions(predictions, style):
-    """The predictions as text: ``table`` for people, ``csv`` or ``json`` for programs."""
+    """The predictions as pieces of text, one per prediction (after a header for ``csv``), that joined are the
+    whole answer: ``table`` for people, ``csv`` or ``json`` (one list) for programs."""
+    import json
+
+    number = -1
+    for number, p in enumerate(predictions):  # nothing is written before the first answer, not even a header
+        if style == "json":
+            item = json.dumps({"image": str(p.path), "verdict": p.verdict, "familiarity": rounded(p.familiarity),
+                               "cut_out": p.cut_out,
+                               "top": [{"class": c, "probability": round(q, 6)}
+                                       for c, q in zip(p.classes, p.probabilities)]}, indent=2)
+            yield ("[\n" if number == 0 else ",\n") + "\n".join("  " + line for line in item.splitlines())
+        elif style == "csv":
+            yield ("image,rank,class,probability,verdict,familiarity,cut_out\n" if number == 0 else "") + _csv_rows(p)
+        else:
+            yield _table_lines(p)
     if style == "json":
-        import json
+        yield "\n]\n" if number >= 0 else "[]\n"
 
-        return json.dumps([
-            {"image": str(p.path), "verdict": p.verdict, "familiarity": rounded(p.familiarity), "cut_out": p.cut_out,
-             "top": [{"class": c, "probability": round(q, 6)} for c, q in zip(p.classes, p.probabilities)]}
-            for p in predictions
-        ], indent=2)
-    if style == "csv":
-        import csv
-        import io
 
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["image", "rank", "class", "probability", "verdict", "familiarity", "cut_out"])
-        for p in predictions:
-            familiarity = "" if p.familiarity is None else f"{p.familiarity:.4f}"
-            for rank, (name, probability) in enumerate(zip(p.classes, p.probabilities), start=1):
-                writer.writerow([str(p.path), rank, name, f"{probability:.6f}", p.verdict, familiarity,
-                                 "yes" if p.cut_out else "no"])
-        return out.getvalue().rstrip("\n")
-    lines = []
-    for p in predictions:
-        familiarity = "" if p.familiarity is None else f", familiarity {p.familiarity:.3f}"
-        cut = " (the fruit cut out of the photo)" if p.cut_out else ""
-        lines.append(f"{p.path}: {p.classes[0]} ({p.probabilities[0]:.1%}); verdict: {p.verdict}{familiarity}{cut}")
-        lines += [f"    {rank}. {name:<24} {probability:7.2%}"
-                  for rank, (name, probability) in enumerate(zip(p.classes, p.probabilities), start=1)]
-    return "\n".join(lines)
+def _csv_rows(p):
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    familiarity = "" if p.familiarity is None else f"{p.familiarity:.4f}"
+    for rank, (name, probability) in enumerate(zip(p.classes, p.probabilities), start=1):
+        writer.writerow([str(p.path), rank, name, f"{probability:.6f}", p.verdict, familiarity,
+                         "yes" if p.cut_out else "no"])
+    return out.getvalue()
+
+
+def _table_lines(p):
+    familiarity = "" if p.familiarity is None else f", familiarity {p.familiarity:.3f}"
+    cut = " (the fruit cut out of the photo)" if p.cut_out else ""
+    lines = [f"{p.path}: {p.classes[0]} ({p.probabilities[0]:.1%}); verdict: {p.verdict}{familiarity}{cut}"]
+    lines += [f"    {rank}. {name:<24} {probability:7.2%}"
+              for rank, (name, probability) in enumerate(zip(p.classes, p.probabilities), start=1)]
+    return "\n".join(lines) + "\n"
+
+
+def stream_predictions(model_path, paths, top=5, cut_out=True, chunk=CHUNK, progress=None):
+    """``Prediction``s for image files, in order, read and answered ``chunk`` files at a time.
+
+    Unreadable files are warned about on stderr and left out, once some file
+    has been readable; when none is, the first one's problem is the error,
+    raised before anything is yielded.  ``progress(done, total)`` is called
+    after each chunk.
+    """
+    from fruitkeras.runs import load_model
+
+    model, metadata = load_model(model_path)
+    pending, answered = [], False
+    for start in range(0, len(paths), chunk):
+        images, kept, problems = read_readable(paths[start : start + chunk], metadata["input_size"])
+        pending += problems
+        if kept:
+            answered = True
+            warn_skipped(pending)
+            pending = []
+            yield from predict_images(model, metadata["class_names"], images, kept, top,
+                                      metadata.get("familiarity"), cut_out)
+        if progress:
+            progress(min(start + chunk, len(paths)), len(paths))
+    if not answered:
+        raise no_readable_image(paths, pending)
+    warn_skipped(pending)
 
 
 def predict_paths(model_path, inputs, top=5, cut_out=True):
     """``Prediction``s (top classes, verdict, familiarity) for files, folders or globs."""
-    from fruitkeras.runs import load_model
-
-    paths = collect_images(inputs)
-    model, metadata = load_model(model_path)
-    images, kept = load_images(paths, metadata["input_size"])
-    return predict_images(model, metadata["class_names"], images, kept, top, metadata.get("familiarity"), cut_out)
+    return list(stream_predictions(model_path, collect_images(inputs), top, cut_out))
 
 
-def predict_files(model_path, inputs, top=5, style="table", cut_out=True):
-    """The ``predict`` command's work: files, folders or globs in, formatted text out."""
-    return format_predictions(predict_paths(model_path, inputs, top, cut_out), style)
+def predict_files(model_path, paths, top=5, style="table", cut_out=True, chunk=CHUNK, progress=None):
+    """The ``predict`` command's work: image files in, the answer out as pieces of text, each written as soon as
+    its chunk of files is answered (``format_predictions``)."""
+    return format_predictions(stream_predictions(model_path, paths, top, cut_out, chunk, progress), style)

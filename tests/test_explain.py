@@ -316,11 +316,17 @@ def test_file_names_record_the_options_so_nothing_is_overwritten(trained_run, ru
     for extra in ([], ["--fill", "grey"], ["--patch", "4"], ["--stride", "2"], ["--delta"]):
         assert runner.invoke(main, base + extra).exit_code == 0
     names = sorted(path.name for path in out.glob("red_occlusion-*.npy"))
-    assert names == ["red_occlusion-p10-s1-grey.npy", "red_occlusion-p10-s1-white-delta.npy",
-                     "red_occlusion-p10-s1-white.npy", "red_occlusion-p10-s2-white.npy", "red_occlusion-p4-s1-white.npy"]
+    assert names == ["red_occlusion-p10-s1-grey-loss.npy", "red_occlusion-p10-s1-white-delta-loss.npy",
+                     "red_occlusion-p10-s1-white-loss.npy", "red_occlusion-p10-s2-white-loss.npy", "red_occlusion-p4-s1-white-loss.npy"]
     for reduce in ("max", "l2"):
         assert runner.invoke(main, base[:-1] + ["gradient", "--reduce", reduce]).exit_code == 0
-    assert (out / "red_gradient-max.npy").exists() and (out / "red_gradient-l2.npy").exists()
+    assert (out / "red_gradient-max-loss.npy").exists() and (out / "red_gradient-l2-loss.npy").exists()
+    # The last word says what the map explains: Grad-CAM and IG the class score, SmoothGrad what it smooths.
+    for method, word in (("gradcam", "logit"), ("integrated", "logit"), ("gradxinput", "loss")):
+        assert runner.invoke(main, base[:-1] + [method]).exit_code == 0
+        assert only(out, f"red_{method}-*.npy").stem.endswith(f"-{word}"), method
+    assert runner.invoke(main, base[:-1] + ["smoothgrad", "--smooth", "gradcam", "--samples", "2"]).exit_code == 0
+    assert only(out, "red_smoothgrad-*.npy").stem.endswith("-logit")
 
 
 def test_folders_and_globs_are_expanded(trained_run, runner, tmp_path):
@@ -330,8 +336,8 @@ def test_folders_and_globs_are_expanded(trained_run, runner, tmp_path):
     result = runner.invoke(main, ["explain", str(folder), str(folder / "*.png"), "--model", str(trained_run["run_dir"]),
                                   "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.glob("*_gradient-max.npy")) == ["clear_gradient-max.npy", "grey_gradient-max.npy",
-                                                                      "red_gradient-max.npy"]
+    assert sorted(p.name for p in out.glob("*_gradient-max-loss.npy")) == [
+        "clear_gradient-max-loss.npy", "grey_gradient-max-loss.npy", "red_gradient-max-loss.npy"]
 
 
 def test_cli_label_and_fill_options(trained_run, runner, tmp_path):
@@ -359,7 +365,7 @@ def test_cli_uses_newest_run_by_default(trained_run, runner, tmp_path, monkeypat
     result = runner.invoke(main, ["explain", str(images[0])])
     assert result.exit_code == 0, result.output
     assert "runs/only/model.keras" in result.output
-    assert (tmp_path / "explanations" / "red_gradient-max.npy").exists()
+    assert (tmp_path / "explanations" / "red_gradient-max-loss.npy").exists()
 
 
 @pytest.mark.parametrize(

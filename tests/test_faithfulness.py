@@ -6,8 +6,9 @@ import pytest
 
 from fruitkeras.cli import main
 from fruitkeras.explain.gradient import gradient_saliency
-from fruitkeras.explain.faithfulness import (deletion_insertion, randomisation_correlations, randomised_copy,
-                                             spearman, weighted_layers)
+from fruitkeras.explain.faithfulness import (deletion_insertion, importance_order, randomisation_correlations,
+                                             randomised_copy, spearman, weighted_layers)
+from fruitkeras.layers import BatchNorm
 
 
 def test_spearman_by_hand():
@@ -17,7 +18,7 @@ def test_spearman_by_hand():
     assert spearman(a, np.exp(a)) == pytest.approx(1.0)  # ranks only
     # ties get average ranks: x ranks 1, 2.5, 2.5, 4; y ranks 1, 2, 3, 4 -> rho = 4.5 / sqrt(4.5 * 5)
     assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / np.sqrt(4.5 * 5.0))
-    assert spearman(np.ones(4), [1, 2, 3, 4]) == 0.0
+    assert np.isnan(spearman(np.ones(4), [1, 2, 3, 4]))  # a constant map has no ranks: undefined, never 0
 
 
 def corner_model():
@@ -59,6 +60,62 @@ def test_randomisation_fails_a_method_that_ignores_the_model_and_passes_the_grad
     np.testing.assert_allclose(ignoring[None], 1.0)
     gradient = randomisation_correlations(model, gradient_saliency, images, [0, 1, 2])
     assert np.mean(gradient[None]) < 0.9
+
+
+def test_a_constant_map_never_passes_the_randomisation_check():
+    from fruitkeras.explain.report import Faithfulness, correlation_text, faithfulness_lines
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+    images = np.random.default_rng(1).random((2, 8, 8, 3)).astype(np.float32)
+
+    def flat(model, images, labels=None):  # says nothing about any pixel
+        return np.zeros(images.shape[:3])
+
+    correlations = randomisation_correlations(model, flat, images, [0, 1])
+    assert np.isnan(correlations[1]).all() and np.isnan(correlations[None]).all()
+    assert correlation_text(correlations[1][0]) == "undefined (a constant map)"
+
+    class Explained:
+        paths = ["a.png"]
+
+    line = faithfulness_lines(Explained, {"flat": [Faithfulness(0.1, 0.2, correlations[1][0], -0.25)]})[1]
+    assert "randomised top undefined (a constant map) / all -0.25" in line
+
+
+def test_ties_in_deletion_are_broken_all_over_the_image():
+    """A flat region is removed at random places, not row by row from its top-left corner."""
+    flat = np.zeros((20, 20))
+    first = importance_order(flat, np.random.default_rng(0))[:40]  # the first tenth deleted
+    rows = first // 20
+    assert rows.min() < 5 and rows.max() > 15, rows
+    distinct = np.random.default_rng(2).random((20, 20))
+    np.testing.assert_array_equal(importance_order(distinct, np.random.default_rng(0)),
+                                  np.argsort(-distinct.reshape(-1)))
+    # Within a tie the order is drawn, and the same seed draws it again.
+    model = corner_model()
+    image = np.zeros((1, 4, 4, 3), np.float32)
+    once, again = (deletion_insertion(model, image, np.zeros((1, 4, 4)), [1], steps=4, seed=3)[0][:2]
+                   for _ in range(2))
+    assert once == again
+
+
+def test_randomised_copy_resets_batch_norm_statistics():
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 3, use_bias=False), BatchNorm(),
+                              keras.layers.Flatten(), keras.layers.Dense(2), BatchNorm()])
+    for layer in (model.layers[1], model.layers[4]):
+        layer.moving_mean.assign(np.full(tuple(layer.moving_mean.shape), 3.0, np.float32))
+        layer.moving_variance.assign(np.full(tuple(layer.moving_variance.shape), 7.0, np.float32))
+    top = randomised_copy(model, top_layers=2)  # the last batch norm and the dense layer
+    np.testing.assert_array_equal(top.layers[4].moving_mean, 0.0)
+    np.testing.assert_array_equal(top.layers[4].moving_variance, 1.0)
+    np.testing.assert_array_equal(top.layers[1].moving_mean, 3.0)  # below the randomised layers: as trained
+    everything = randomised_copy(model, top_layers=len(weighted_layers(model)))
+    for layer in (everything.layers[1], everything.layers[4]):
+        np.testing.assert_array_equal(layer.moving_mean, 0.0)
+        np.testing.assert_array_equal(layer.moving_variance, 1.0)
+    np.testing.assert_array_equal(model.layers[1].moving_variance, 7.0)  # the original is untouched
 
 
 def test_randomised_copy_changes_only_the_top_layers():

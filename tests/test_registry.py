@@ -60,8 +60,8 @@ def test_adding_a_method_is_one_module_and_one_line(trained_run, runner, tmp_pat
     model, metadata = load_model(trained_run["model"])
     image = next((trained_run["data"] / "Test" / "kiwi").iterdir())
     explained, written = report.explain_paths(model, metadata, [image], ["brightness"], ExplainOptions(), tmp_path)
-    assert sorted(path.name for path in written) == [f"{image.stem}_brightness.npy", f"{image.stem}_brightness.png"]
-    np.testing.assert_allclose(np.load(tmp_path / f"{image.stem}_brightness.npy"), explained.images[0].mean(axis=-1))
+    assert sorted(path.name for path in written) == [f"{image.stem}_brightness-loss.npy", f"{image.stem}_brightness-loss.png"]
+    np.testing.assert_allclose(np.load(tmp_path / f"{image.stem}_brightness-loss.npy"), explained.images[0].mean(axis=-1))
 
 
 def small_model():
@@ -88,7 +88,7 @@ def test_cli_smooth_option_names_the_wrapped_method(trained_run, runner, tmp_pat
     result = runner.invoke(main, ["explain", str(image), "--model", str(trained_run["run_dir"]), "--method",
                                   "smoothgrad", "--smooth", "gradcam", "--samples", "3", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / f"{image.stem}_smoothgrad-gradcam-last-activation-n3-s0.15.npy").exists()
+    assert (tmp_path / f"{image.stem}_smoothgrad-gradcam-last-activation-n3-s0.15-logit.npy").exists()
     refused = runner.invoke(main, ["explain", str(image), "--method", "smoothgrad", "--smooth", "occlusion"])
     assert refused.exit_code == 2 and "'occlusion' is not one of" in refused.output
 

@@ -199,7 +199,7 @@ def test_a_huge_photo_is_scaled_like_the_cli_does(client, tmp_path):
     canvas.paste(fruit, (1000, 0))
     canvas.save(big, quality=90)
     status, preview, top5, *_ = client.predict(handle_file(big), *settings(), api_name="/explain_upload")
-    cli = json.loads(predict_files(SHIPPED_RUN / "model.keras", [big], style="json"))[0]
+    cli = json.loads("".join(predict_files(SHIPPED_RUN / "model.keras", [big], style="json")))[0]
     assert top5_rows(top5)[0] == (f"**{cli['top'][0]['class']}**", f"{cli['top'][0]['probability']:.1%}"), (top5, cli)
     assert f"Verdict: {cli['verdict']}" in top5
     assert Image.open(preview).size == (100, 100)

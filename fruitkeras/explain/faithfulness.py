@@ -11,7 +11,11 @@
   Maps", NeurIPS 2018): the weights are re-initialised from the top layer
   down (cascading) and the Spearman rank correlation between the map of the
   trained model and that of the randomised one is measured.  A method that
-  ignores the model keeps a high correlation and fails the check.
+  ignores the model keeps a high correlation and fails the check.  Batch
+  norm's moving statistics are reset with the weights (mean 0, variance 1, as
+  an untrained layer has them), so nothing learnt is left in a randomised
+  layer; a constant map has no ranks, and its correlation is undefined (NaN),
+  never a pass.
 
 Every function takes maps as the methods return them, (N, H, W), higher
 meaning more important.
@@ -37,12 +41,21 @@ def _curve_images(image, order, fill, steps, insert):
     return frames.reshape(steps + 1, height, width, 3)
 
 
-def deletion_insertion(model, images, maps, labels, fill=(1.0, 1.0, 1.0), steps=50):
-    """Per image: (deletion AUC, insertion AUC, deletion curve, insertion curve) of the labels' probability."""
+def importance_order(heatmap, generator):
+    """The pixels' flat indices, most important first; equal values (flat regions) in an order drawn from
+    ``generator``, so that a flat region is removed all over at once, not from its top-left corner."""
+    values = np.asarray(heatmap, np.float64).reshape(-1)
+    return np.lexsort((generator.permutation(len(values)), -values))
+
+
+def deletion_insertion(model, images, maps, labels, fill=(1.0, 1.0, 1.0), steps=50, seed=0):
+    """Per image: (deletion AUC, insertion AUC, deletion curve, insertion curve) of the labels' probability.
+
+    Ties are broken at random from ``seed`` (``importance_order``), so results repeat."""
     results = []
+    generator = np.random.default_rng(seed)
     for image, heatmap, label in zip(np.asarray(images, np.float32), maps, labels):
-        # Highest first; ties (flat regions) in a fixed order so that results repeat.
-        order = np.argsort(-np.asarray(heatmap, np.float64).reshape(-1), kind="stable")
+        order = importance_order(heatmap, generator)
         curves = []
         for insert in (False, True):
             frames = _curve_images(image, order, fill, steps, insert)
@@ -53,7 +66,7 @@ def deletion_insertion(model, images, maps, labels, fill=(1.0, 1.0, 1.0), steps=
 
 
 def spearman(first, second):
-    """Spearman rank correlation of two maps (average ranks for ties)."""
+    """Spearman rank correlation of two maps (average ranks for ties); NaN when either map is constant."""
 
     def ranks(values):
         values = np.asarray(values, np.float64).reshape(-1)
@@ -69,7 +82,7 @@ def spearman(first, second):
     a, b = ranks(first), ranks(second)
     a, b = a - a.mean(), b - b.mean()
     denominator = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
+    return float((a * b).sum() / denominator) if denominator > 0 else float("nan")
 
 
 def weighted_layers(model):
@@ -77,7 +90,8 @@ def weighted_layers(model):
 
 
 def randomised_copy(model, top_layers, seed=0):
-    """A copy of ``model`` whose ``top_layers`` highest layers with weights are re-initialised."""
+    """A copy of ``model`` whose ``top_layers`` highest layers with weights are re-initialised, batch norm's
+    moving statistics included."""
     import keras
 
     copy = keras.models.clone_model(model)
@@ -94,6 +108,9 @@ def randomised_copy(model, top_layers, seed=0):
                 weight.assign(generator.uniform(-limit, limit, size=shape).astype(np.float32))
             else:  # biases, batch-norm scales and offsets: random too, so nothing of the training is left
                 weight.assign(generator.normal(0.0, 1.0, size=shape).astype(np.float32))
+        for name, start in (("moving_mean", 0.0), ("moving_variance", 1.0)):  # the statistics of an untrained layer
+            if hasattr(layer, name):
+                getattr(layer, name).assign(np.full(tuple(getattr(layer, name).shape), start, np.float32))
     return copy
 
 

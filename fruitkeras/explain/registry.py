@@ -44,6 +44,7 @@ def _colour_tag(text):
 
 
 LOSS, LOGIT = "loss", "class score (logit)"
+QUANTITY_IN_NAMES = {LOSS: "loss", LOGIT: "logit"}  # the last word of every map's file name
 
 
 @dataclass(frozen=True)

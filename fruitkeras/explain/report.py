@@ -16,7 +16,7 @@ from fruitkeras.familiarity import NOT_AVAILABLE
 from fruitkeras.explain.drawing import explanation_figure, save_figure
 from fruitkeras.explain.gradcam import feature_layer_index
 from fruitkeras.explain.occlusion import check_geometry, parse_fill
-from fruitkeras.explain.registry import METHOD, NAMES, ExplainOptions  # noqa: F401  (ExplainOptions: for callers)
+from fruitkeras.explain.registry import METHOD, NAMES, QUANTITY_IN_NAMES, ExplainOptions  # noqa: F401  (ExplainOptions: for callers)
 from fruitkeras.explain.class_scores import losses
 from fruitkeras.prediction import look_closer
 
@@ -95,9 +95,11 @@ def reference_level(method, options, explained, index):
 
 
 def method_suffix(options, method):
-    """The method and the options that shape its map, as file names carry them."""
+    """The method, the options that shape its map and what it explains (``loss`` or ``logit``), as file names
+    carry them."""
     tag = METHOD[method].tag(options)
-    return f"{method}-{tag}" if tag else method
+    quantity = QUANTITY_IN_NAMES[METHOD[method].quantity_for(options)]
+    return f"{method}-{tag}-{quantity}" if tag else f"{method}-{quantity}"
 
 
 def output_name(explained, options, method, index, stem):
@@ -184,8 +186,14 @@ def faithfulness_lines(explained, results):
     for method, scores in results.items():
         for path, score in zip(explained.paths, scores):
             lines.append(f"  {method:<11} {path}: deletion {score.deletion:.3f}  insertion {score.insertion:.3f}  "
-                         f"randomised top {score.correlation_top:+.2f} / all {score.correlation_all:+.2f}")
+                         f"randomised top {correlation_text(score.correlation_top)} / all "
+                         f"{correlation_text(score.correlation_all)}")
     return lines
+
+
+def correlation_text(correlation):
+    """A rank correlation as printed; a constant map has none, and that is said, never shown as 0."""
+    return "undefined (a constant map)" if np.isnan(correlation) else f"{correlation:+.2f}"
 
 
 def explain_paths(model, metadata, paths, methods, options, out, label=None, shared_scale=False, cut_out=True):
