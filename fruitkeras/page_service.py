@@ -17,7 +17,7 @@ from fruitkeras.errors import FruitkerasError
 from fruitkeras.familiarity import NOT_AVAILABLE
 from fruitkeras.explain.report import explain_paths, output_name
 from fruitkeras.prediction import top_classes
-from fruitkeras.run_folder import CONFUSION_PNG, CURVES_FILE, HISTORY_FILE, METRICS_FILE, PER_CLASS_FILE, RUN_FILE
+from fruitkeras.run_folder import CONFUSION_CSV, CONFUSION_PNG, CURVES_FILE, HISTORY_FILE, METRICS_FILE, PER_CLASS_FILE, RUN_FILE
 from fruitkeras.runs import load_model
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"  # the credited photos a fresh clone has
@@ -55,6 +55,7 @@ class RunReport:
     per_class: object = None  # pandas DataFrame, weakest class first
     history: object = None  # pandas DataFrame, one row per epoch
     confusion_png: Path = None
+    confusions: object = None  # pandas DataFrame: the most frequent (true, predicted) mistakes, most first
     curves_png: Path = None
 
 
@@ -145,7 +146,24 @@ def read_run_report(run_dir):
         history = pd.read_csv(run_dir / HISTORY_FILE)
         first = [c for c in ("epoch", "timestamp", "epoch_seconds") if c in history.columns]
         report.history = history[first + [c for c in history.columns if c not in first]]
+    if (run_dir / CONFUSION_CSV).exists():
+        report.confusions = worst_confusions(pd.read_csv(run_dir / CONFUSION_CSV, index_col=0))
     for attribute, name in (("confusion_png", CONFUSION_PNG), ("curves_png", CURVES_FILE)):
         if (run_dir / name).exists():
             setattr(report, attribute, run_dir / name)
     return report
+
+
+def worst_confusions(matrix, count=15):
+    """The ``count`` most frequent mistakes of a confusion matrix (rows true, columns predicted) as a table:
+    true class, predicted class, photos, share of the true class's Test photos."""
+    import pandas as pd
+
+    counts = matrix.to_numpy()
+    totals = counts.sum(axis=1)
+    rows = [(matrix.index[t], matrix.columns[p], int(counts[t, p]), counts[t, p] / totals[t])
+            for t in range(len(counts)) for p in range(counts.shape[1]) if t != p and counts[t, p] > 0]
+    rows.sort(key=lambda row: (-row[2], row[0], row[1]))
+    table = pd.DataFrame(rows[:count], columns=["true class", "taken for", "photos", "share of its class"])
+    table["share of its class"] = table["share of its class"].map(lambda share: f"{share:.1%}")
+    return table

@@ -68,6 +68,13 @@ def top_table(top):
     return "\n".join(["| class | probability |", "|---|---:|", *rows])
 
 
+def confusions_table(confusions):
+    """The most frequent mistakes as a Markdown table under its heading."""
+    rows = [f"| {' | '.join(str(value) for value in row)} |" for row in confusions.itertuples(index=False)]
+    return "\n".join(["**The most frequent mistakes on Test**", "", f"| {' | '.join(confusions.columns)} |",
+                      "|---|---|---:|---:|", *rows])
+
+
 def verdict_text(result):
     """The verdict in plain words, above the top-5."""
     familiarity = "" if result.familiarity is None else f" · familiarity {result.familiarity:.2f}"
@@ -194,11 +201,15 @@ def build_page(inspection, work_dir):
                         random_button = gr.Button("Random test image", elem_id="random-test")
                     preview = gr.Image(label="What the model sees", interactive=False, height=200, elem_id="preview")
                 with gr.Column(scale=2):
-                    with gr.Row():
-                        methods = gr.CheckboxGroup(list(METHOD_LABELS), value=DEFAULT_METHODS, label="Methods",
-                                                   elem_id="methods")
-                        target = gr.Dropdown([PREDICTED] + classes, value=PREDICTED, label="Class to explain",
-                                             elem_id="target")
+                    # The answer first: on a phone the columns stack, and the verdict must not sit below the settings.
+                    status = gr.Markdown("Choose an image on the left.", label="status", elem_id="status")
+                    gr.Markdown("**Verdict and top-5 predictions**")
+                    top5 = gr.Markdown("", elem_id="top5")
+                    methods = gr.CheckboxGroup(list(METHOD_LABELS), value=DEFAULT_METHODS, label="Methods",
+                                               elem_id="methods")
+                    # A row of its own: beside the methods, a narrow window left its arrow over the text.
+                    target = gr.Dropdown([PREDICTED] + classes, value=PREDICTED, label="Class to explain",
+                                         elem_id="target")
                     with gr.Accordion("Occlusion settings", open=False):
                         with gr.Row():
                             patch = gr.Slider(2, 50, value=10, step=1, label="patch (pixels)")
@@ -206,9 +217,6 @@ def build_page(inspection, work_dir):
                             fill = gr.Dropdown(FILLS, value="white", allow_custom_value=True,
                                                label="fill (a name, a number or r,g,b in [0, 1])")
                     again = gr.Button("Explain again with these settings", variant="primary", elem_id="explain")
-                    status = gr.Markdown("Choose an image on the left.", label="status", elem_id="status")
-                    gr.Markdown("**Verdict and top-5 predictions**")
-                    top5 = gr.Markdown("", elem_id="top5")
                     # The heading stands above the gallery: as the gallery's own label it covered the first title.
                     gr.Markdown("**Heatmaps:** photo | map | overlay")
                     heatmaps = gr.Gallery(show_label=False, columns=1, height="auto",
@@ -222,6 +230,8 @@ def build_page(inspection, work_dir):
                              interactive=False, max_height=400, elem_id="per-class")
             # One per row, at full width: side by side, a 77-class confusion matrix could not be read.
             with gr.Column():
+                if report.confusions is not None:  # the matrix's 77 labels are small: its worst cells, readable
+                    gr.Markdown(confusions_table(report.confusions), elem_id="confusions")
                 if report.confusion_png:
                     gr.Image(str(report.confusion_png), label="Confusion (the most confused classes)", height=760,
                              interactive=False)

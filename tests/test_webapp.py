@@ -384,7 +384,48 @@ def test_browser_model_tab_shows_the_runs_proof(server, browser):
     weakest, best = min(rows, key=lambda row: float(row[3]))[0], max(rows, key=lambda row: float(row[3]))[0]
     table = browser.find_element(By.ID, "per-class").text
     assert weakest in table and (best not in table or table.index(weakest) < table.index(best))
+    # The 77-class matrix's labels are small: its most frequent mistake is also a table row, in words.
+    import pandas as pd
+
+    matrix = pd.read_csv(SHIPPED_RUN / "confusion_matrix.csv", index_col=0).to_numpy()
+    np.fill_diagonal(matrix, 0)
+    true, taken = np.unravel_index(matrix.argmax(), matrix.shape)
+    names = pd.read_csv(SHIPPED_RUN / "confusion_matrix.csv", index_col=0).columns
+    first_row = browser.find_element(By.CSS_SELECTOR, "#confusions tbody tr").text
+    assert first_row.startswith(f"{names[true]} {names[taken]} {matrix.max()} "), first_row
     save_screenshot(browser, "serve_model.png")
+
+
+def test_browser_on_a_phone_the_verdict_comes_before_the_settings(server, browser):
+    """At 420 px the columns stack: the verdict and top-5 stand above the methods, and the class picker's text is
+    not under its arrow."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.set_window_size(420, 900)
+    try:
+        browser.get(server)
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#sample input"))
+        picker = browser.find_element(By.CSS_SELECTOR, "#sample input")
+        picker.click()
+        picker.send_keys("Banana_1.jpg", Keys.ENTER)
+        wait_for(browser, lambda d: "Predicted: Banana" in status_text(d) and "Verdict" in d.find_element(By.ID, "top5").text)
+        verdict = browser.find_element(By.ID, "top5").rect
+        methods = browser.find_element(By.ID, "methods").rect
+        assert verdict["y"] + verdict["height"] <= methods["y"], (verdict, methods)
+        # The picker's text ends before its arrow begins.
+        text_end, arrow_start = browser.execute_script("""
+            const input = document.querySelector('#target input');
+            const context = document.createElement('canvas').getContext('2d');
+            const style = getComputedStyle(input);
+            context.font = style.font;
+            const start = input.getBoundingClientRect().left + parseFloat(style.paddingLeft);
+            const icons = [...document.querySelectorAll('#target svg')].map(icon => icon.getBoundingClientRect().left);
+            return [start + context.measureText(input.value).width, Math.min(...icons)];""")
+        assert text_end <= arrow_start, (text_end, arrow_start)
+        save_screenshot(browser, "serve_phone.png")
+    finally:
+        browser.set_window_size(1400, 1700)
 
 
 # --- Bad input to the command itself ------------------------------------------------------------------------------
