@@ -332,7 +332,7 @@ def fit_familiarity(run_dir, data, force):
       fruitkeras fit-familiarity runs/fruits77-vgg_small --data ../shared/data/fruits-360-77class
     """
     load_tensorflow()
-    from fruitkeras.familiarity import fit_run
+    from fruitkeras.fit_familiarity import fit_run
 
     fit_run(run_dir, data, force, echo=click.echo)
 
