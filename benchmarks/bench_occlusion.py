@@ -29,7 +29,8 @@ import tensorflow as tf  # noqa: E402
 
 from fruitkeras.architecture import build_model, load_architecture  # noqa: E402
 from fruitkeras.data import load_image  # noqa: E402
-from fruitkeras.explain.occlusion import occlusion, parse_fill  # noqa: E402
+from fruitkeras.explain.fill import parse_fill  # noqa: E402
+from fruitkeras.explain.occlusion import occlusion  # noqa: E402
 from fruitkeras.explain.class_scores import loss_function  # noqa: E402
 from fruitkeras.runs import load_model  # noqa: E402
 

@@ -23,7 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from fruitkeras import data as datalib  # noqa: E402
-from fruitkeras.explain.occlusion import occlusion, parse_fill, positions_touching  # noqa: E402
+from fruitkeras.explain.fill import parse_fill  # noqa: E402
+from fruitkeras.explain.occlusion import occlusion, positions_touching  # noqa: E402
 from fruitkeras.explain.class_scores import losses  # noqa: E402
 from fruitkeras.runs import load_model  # noqa: E402
 

@@ -15,7 +15,8 @@ from fruitkeras.explain.gradient import gradient_saliency
 from fruitkeras.explain.occlusion import occlusion
 from fruitkeras.explain.smoothgrad import smoothgrad
 from fruitkeras.explain.gradient import loss_gradients, reduce_channels
-from fruitkeras.explain.occlusion import parse_fill, positions_touching
+from fruitkeras.explain.fill import parse_fill
+from fruitkeras.explain.occlusion import positions_touching
 from fruitkeras.explain.class_scores import losses
 from fruitkeras.layers import BatchNorm
 

@@ -51,8 +51,14 @@ def test_plain_keras_loads_a_run_compiled_after_import_fruitkeras(smoothed_run, 
 
 
 def test_importing_fruitkeras_and_its_cli_loads_no_tensorflow():
-    """`fruitkeras --help` stays fast: neither the package nor the command line imports TensorFlow or Keras."""
-    code = "import fruitkeras, fruitkeras.cli, sys; print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
+    """`fruitkeras --help` stays fast: neither the package, the command line nor the explanation registry's
+    options (a fill and a baseline parsed) import TensorFlow or Keras."""
+    code = ("import fruitkeras, fruitkeras.cli, sys\n"
+            "from fruitkeras.explain.registry import METHOD, ExplainOptions\n"
+            "options = ExplainOptions(fill='0.2,0.3,0.4', baseline='grey')\n"
+            "assert list(METHOD['occlusion'].options(options, None)['fill']) == [0.2, 0.3, 0.4]\n"
+            "METHOD['integrated'].options(options, None)\n"
+            "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

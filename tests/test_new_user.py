@@ -176,12 +176,6 @@ def test_notebook_loads_a_model_in_two_lines(trained_run):
     assert "['cherry', 'kiwi', 'plum'] (None, 3) (None, 3)" in result.stdout
 
 
-def test_importing_the_package_does_not_load_tensorflow():
-    result = subprocess.run([sys.executable, "-c", "import sys, fruitkeras, fruitkeras.cli; print('tensorflow' in sys.modules)"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == "False"
-
-
 def test_output_that_is_not_a_terminal_is_one_plain_line_per_epoch(trained_run, image_folders, runner, tmp_path):
     result = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--data", str(image_folders),
                                   "--run-dir", str(tmp_path / "r"), "--epochs", "2"])

@@ -33,7 +33,7 @@ class ExplainOptions:
 
 
 def _fill(text, mean_colour, what="fill"):
-    from fruitkeras.explain.occlusion import parse_fill
+    from fruitkeras.explain.fill import parse_fill
 
     return parse_fill(text, mean_colour, what=what)
 

@@ -15,7 +15,8 @@ from fruitkeras.errors import FruitkerasError
 from fruitkeras.familiarity import NOT_AVAILABLE
 from fruitkeras.explain.drawing import explanation_figure, save_figure
 from fruitkeras.explain.gradcam import feature_layer_index
-from fruitkeras.explain.occlusion import check_geometry, parse_fill
+from fruitkeras.explain.fill import parse_fill
+from fruitkeras.explain.occlusion import check_geometry
 from fruitkeras.explain.registry import METHOD, NAMES, QUANTITY_IN_NAMES, ExplainOptions  # noqa: F401  (ExplainOptions: for callers)
 from fruitkeras.explain.class_scores import losses
 from fruitkeras.prediction import look_closer
