@@ -402,7 +402,7 @@ def split_validation(split, fraction, seed, block=1):
 
 
 def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repeat=False, rows=None, first_epoch=0,
-                 outliers=None):
+                 outliers=None, augment_from_epoch=0):
     """A tf.data pipeline over a decoded split: (shuffle), batch, scale to [0, 1], (augment), (outliers), prefetch.
 
     ``outliers``: ``outliers.make_outlier_exposure``'s function, which makes
@@ -421,7 +421,8 @@ def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repea
     global batches).  They drop the last partial batch: a batch of a few images
     gives batch-norm statistics far from the population's.  ``repeat``:
     endless, one epoch after another, so that one iterator serves every epoch;
-    otherwise the one epoch ``first_epoch``.
+    otherwise the one epoch ``first_epoch``.  ``augment_from_epoch`` (counted
+    from 0): the epochs before it see the photos as they are.
 
     tf.data's autotuning is off, with fixed parallelism: deleting an iterator
     waited for the autotuning thread's sleep, which grows to a minute, and
@@ -444,7 +445,7 @@ def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repea
         def epoch_batches(epoch):
             order = tf.random.experimental.stateless_shuffle(row_tensor, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
             batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
-            return batches.enumerate().map(lambda number, index: (index, batch_key(seed, epoch, number)))
+            return batches.enumerate().map(lambda number, index: (index, batch_key(seed, epoch, number), epoch))
 
         last = np.iinfo(np.int64).max if repeat else first_epoch + 1
         indices = tf.data.Dataset.range(first_epoch, last).flat_map(epoch_batches)
@@ -454,11 +455,14 @@ def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repea
         indices = tf.data.Dataset.from_tensor_slices(rows).batch(batch_size)
         if repeat:
             indices = indices.repeat()
-        indices = indices.map(lambda index: (index, tf.zeros((2,), tf.int64)))
+        indices = indices.map(lambda index: (index, tf.zeros((2,), tf.int64), tf.constant(0, tf.int64)))
 
-    def gather(index, key):
+    def gather(index, key, epoch):
         batch = tf.cast(tf.gather(images, index), tf.float32) * PIXEL_SCALE
-        if augmenter is not None:
+        if augmenter is not None and augment_from_epoch:
+            clean = batch
+            batch = tf.cond(epoch >= augment_from_epoch, lambda: augmenter(clean, key), lambda: clean)
+        elif augmenter is not None:
             batch = augmenter(batch, key)
         batch_labels = tf.gather(labels, index)
         if outliers is not None:

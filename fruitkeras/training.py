@@ -241,7 +241,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     first_epoch = backed_up_epochs(run_dir / BACKUP_DIR) if resume else 0
     train_data = datalib.make_dataset(
         split, batch_size, shuffle=True, seed=seed, augmenter=make_augmenter(settings["augmentation"]),
-        outliers=make_outlier_exposure(settings["outlier_exposure"]),
+        augment_from_epoch=settings["augmentation_from_epoch"] - 1, outliers=make_outlier_exposure(settings["outlier_exposure"]),
         repeat=True, rows=train_rows, first_epoch=first_epoch,  # one iterator for all epochs (steps_per_epoch below)
     )
     if strategy is not None:

@@ -111,6 +111,22 @@ def test_pipeline_augments_each_batch_with_its_own_key(image_folders):
     assert not np.allclose(augmented[0][0], plain[0][0])
 
 
+def test_augmentation_can_start_at_a_later_epoch(image_folders):
+    """Before ``augment_from_epoch`` the batches are the plain ones; from it on, each is the plain batch
+    augmented with its own key, as when augmenting from the start."""
+    split = datalib.read_split(image_folders / "Training", (16, 16))  # 36 images, 4 batches an epoch
+    augment = augmentation.make_augmenter(EVERYTHING)
+    late = list(datalib.make_dataset(split, 8, shuffle=True, seed=3, augmenter=augment, repeat=True,
+                                     augment_from_epoch=2).take(12))
+    early = list(datalib.make_dataset(split, 8, shuffle=True, seed=3, augmenter=augment, repeat=True).take(12))
+    plain = list(datalib.make_dataset(split, 8, shuffle=True, seed=3, repeat=True).take(12))
+    for step in range(8):  # epochs 0 and 1
+        np.testing.assert_array_equal(late[step][0], plain[step][0])
+    for step in range(8, 12):  # epoch 2 on
+        np.testing.assert_array_equal(late[step][0], early[step][0])
+        assert not np.allclose(late[step][0], plain[step][0])
+
+
 @pytest.mark.parametrize("threads", [1, 4])
 def test_stream_does_not_depend_on_the_thread_count(image_folders, monkeypatch, threads):
     split = datalib.read_split(image_folders / "Training", (16, 16))
