@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fruitkeras import data as datalib
 from fruitkeras.errors import FruitkerasError
-from fruitkeras.familiarity import NOT_AVAILABLE
+from fruitkeras.familiarity import NOT_AVAILABLE, load_beside
 from fruitkeras.explain.report import explain_paths, output_name
 from fruitkeras.prediction import top_classes
 from fruitkeras.run_folder import CONFUSION_CSV, CONFUSION_PNG, CURVES_FILE, HISTORY_FILE, METRICS_FILE, PER_CLASS_FILE, RUN_FILE
@@ -64,7 +64,13 @@ class Inspection:
 
     def __init__(self, model_path, data_root=None, samples_dir=SAMPLES_DIR):
         self.model_path = Path(model_path)
-        self.model, self.metadata = load_model(self.model_path)
+        self.model, self.metadata = load_model(self.model_path, familiarity=False)
+        # A damaged verdict file costs the page its verdicts ("not available", said at start), not the page.
+        self.familiarity_problem = None
+        try:
+            self.metadata["familiarity"] = load_beside(self.model_path)
+        except FruitkerasError as error:
+            self.familiarity_problem = str(error)
         self.class_names = self.metadata["class_names"]
         self.samples = {}
         if samples_dir is not None and Path(samples_dir).is_dir():

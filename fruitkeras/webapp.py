@@ -308,6 +308,8 @@ def serve(model_path, data_root=None, host="127.0.0.1", port=7860, echo=print):
         except OSError as error:  # the port is taken, or the host is not this machine's
             raise FruitkerasError(f"cannot serve on {host}:{port} ({error})") from None
         data_note = f", Test images from {data_root}" if data_root else " (add --data DIR to pick Test images)"
+        if inspection.familiarity_problem:
+            echo(f"warning: {inspection.familiarity_problem}; the page's verdicts are \"not available\"")
         echo(f"serving {model_path}{data_note} at {url}  (Ctrl-C stops)")
         try:
             page.block_thread()

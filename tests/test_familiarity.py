@@ -244,6 +244,14 @@ def test_a_damaged_familiarity_file_is_a_one_line_error(trained_run, tmp_path, r
     result = runner.invoke(main, ["predict", str(trained_run["data"] / "Test" / "kiwi"), "--model", str(run)])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "not a readable familiarity file" in result.output and "fit-familiarity" in result.output
+    # Commands that give no verdict do not read the file: eval works, and the page serves without verdicts.
+    evaluated = runner.invoke(main, ["eval", str(run), "--data", str(trained_run["data"]), "--out", str(tmp_path / "e")])
+    assert evaluated.exit_code == 0, evaluated.output
+    from fruitkeras.page_service import Inspection
+
+    page = Inspection(run / "model.keras", trained_run["data"])
+    assert "not a readable familiarity file" in page.familiarity_problem
+    assert page.metadata["familiarity"] is None
     refit = runner.invoke(main, ["fit-familiarity", str(run), "--data", str(trained_run["data"]), "--force"])
     assert refit.exit_code == 0, refit.output
     assert runner.invoke(main, ["predict", str(trained_run["data"] / "Test" / "kiwi"), "--model", str(run)]).exit_code == 0
