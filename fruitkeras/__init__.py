@@ -1,7 +1,7 @@
 """fruitkeras: train a CNN on fruit photos, evaluate it, and explain its decisions.
 
 Modules: ``architecture`` (JSON -> keras.Sequential), ``layers`` (our BatchNorm),
-``losses``, ``augmentation``, ``outliers`` (outlier exposure), ``data`` (folders, images, tf.data), ``callbacks``,
+``losses``, ``augmentation``, ``data`` (folders, images, tf.data), ``callbacks``,
 ``training``, ``evaluation``, ``runs`` (run folders and model files),
 ``explain`` (heatmaps), ``cli``.
 

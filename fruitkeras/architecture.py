@@ -53,12 +53,6 @@ def _positive_number(value):
     return float(value)
 
 
-def _non_negative_number(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError("must be a finite number >= 0")
-    return float(value)
-
-
 def _fraction(value):
     """A number in [0, 1): dropout rates, momentum, validation share."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
@@ -168,10 +162,7 @@ TRAINING_FIELDS = {
     "weight_decay": (_fraction, 0.0),  # decoupled (AdamW-style) decay, any optimizer
     "momentum": (_fraction, 0.9),  # sgd's momentum and rmsprop's
     "label_smoothing": (_fraction, 0.0),
-    # Weight of a second cross-entropy, of the photo's fruit type (``losses``); 0: none.
-    "type_loss": (_non_negative_number, 0.0),
-    # Share of each training batch made into photos of no class, trained towards uniform (``outliers``); 0: none.
-    "outlier_exposure": (_fraction, 0.0),
+    # type_loss and outlier_exposure measured no gain and were removed (docs/real-photos.md; code in 65d5ea2).
     # Re-estimate batch-norm statistics after every epoch from this many clean
     # training batches (precise BN, Wu & Johnson 2021); 0: keep the moving averages.
     "precise_bn_batches": (_non_negative_int, 0),

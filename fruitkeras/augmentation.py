@@ -39,9 +39,7 @@ STREAMS = {"flip_x": 1, "flip_y": 2, "angle": 3, "zoom": 4, "hue": 5, "saturatio
            "specimens": 19, "specimen_count": 20, "specimen_scale": 21, "specimen_shift_x": 22,
            "specimen_shift_y": 23, "specimen_angle": 24, "occlusion": 25, "occluder": 26, "occluder_colour": 27,
            "blur": 28, "noise": 29, "noise_field": 30, "temperature": 31, "occluder_corner": 32,
-           "blur_amount": 33, "exposure": 34, "stretch": 35,
-           # outlier exposure (``fruitkeras.outliers``), after the augmentation of the batch
-           "outlier_chosen": 101, "outlier_cut": 102, "outlier_direction": 103}
+           "blur_amount": 33, "exposure": 34, "stretch": 35}
 BACKGROUND_VALUE = 1.0  # white, in the [0, 1] scale models see
 # The mask: a pixel is background when its darkest channel is above WHITE_FROM, fruit below WHITE_FROM - RAMP.
 WHITE_FROM, RAMP = 0.94, 0.08

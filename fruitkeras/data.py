@@ -346,18 +346,6 @@ def _some(names, shown=5):
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def fruit_types(class_names):
-    """(type number per class, type names): a class's fruit type is the first word of its name.
-
-    Fruits-360 names a variety after its fruit ("Apple Braeburn", "Cherry Wax
-    Black", "Tomato 4"), so the first word groups the varieties; a fruit with
-    one class is a type of its own.  Numbered in order of first appearance.
-    """
-    first_words = [(name.split() or [name])[0] for name in class_names]
-    names = list(dict.fromkeys(first_words))
-    return [names.index(word) for word in first_words], names
-
-
 def natural_key(path):
     """Sort key that orders r_9_100.jpg before r_10_100.jpg (Fruits-360 numbers its frames)."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", Path(path).name)]
@@ -402,11 +390,8 @@ def split_validation(split, fraction, seed, block=1):
 
 
 def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repeat=False, rows=None, first_epoch=0,
-                 outliers=None, augment_from_epoch=0):
-    """A tf.data pipeline over a decoded split: (shuffle), batch, scale to [0, 1], (augment), (outliers), prefetch.
-
-    ``outliers``: ``outliers.make_outlier_exposure``'s function, which makes
-    some of each augmented batch into photos of no class and relabels them.
+                 augment_from_epoch=0):
+    """A tf.data pipeline over a decoded split: (shuffle), batch, scale to [0, 1], (augment), prefetch.
 
     ``rows`` picks images of the split by index (default: all, in order).  The
     images stay one uint8 tensor in memory and batches are gathered from it by
@@ -450,7 +435,7 @@ def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repea
         last = np.iinfo(np.int64).max if repeat else first_epoch + 1
         indices = tf.data.Dataset.range(first_epoch, last).flat_map(epoch_batches)
     else:
-        if augmenter is not None or outliers is not None:
+        if augmenter is not None:
             raise ValueError("augmentation is keyed on (seed, epoch, batch): it needs a shuffled pipeline")
         indices = tf.data.Dataset.from_tensor_slices(rows).batch(batch_size)
         if repeat:
@@ -464,10 +449,7 @@ def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repea
             batch = tf.cond(epoch >= augment_from_epoch, lambda: augmenter(clean, key), lambda: clean)
         elif augmenter is not None:
             batch = augmenter(batch, key)
-        batch_labels = tf.gather(labels, index)
-        if outliers is not None:
-            batch, batch_labels = outliers(batch, batch_labels, key)
-        return batch, batch_labels
+        return batch, tf.gather(labels, index)
 
     dataset = indices.map(gather, num_parallel_calls=workers)
     options = tf.data.Options()

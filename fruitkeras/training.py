@@ -72,15 +72,12 @@ def _optimizer(settings, steps_per_epoch, epochs):
 
 
 def _loss(settings, class_names):
-    """Sparse cross-entropy, with label smoothing, the fruit-type term and outliers' uniform targets when asked
-    (``fruitkeras.losses``)."""
-    if not settings["label_smoothing"] and not settings["type_loss"] and not settings["outlier_exposure"]:
+    """Sparse cross-entropy, with label smoothing when asked (``fruitkeras.losses``)."""
+    if not settings["label_smoothing"]:
         return "sparse_categorical_crossentropy"
     from fruitkeras.losses import SmoothedSparseCrossEntropy
 
-    type_of_class = datalib.fruit_types(class_names)[0] if settings["type_loss"] else None
-    return SmoothedSparseCrossEntropy(len(class_names), settings["label_smoothing"], type_of_class,
-                                      settings["type_loss"])
+    return SmoothedSparseCrossEntropy(len(class_names), settings["label_smoothing"])
 
 
 # Options that --resume takes from run.json; a different value on the command line is refused.
@@ -223,7 +220,6 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     from fruitkeras import distribute as distribution
     from fruitkeras.augmentation import make_augmenter
     from fruitkeras.callbacks import EpochEvaluation, logging_callbacks, now_iso
-    from fruitkeras.outliers import make_outlier_exposure
 
     settings = architecture.training
     replicas = distribution.replicas(strategy)
@@ -241,7 +237,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     first_epoch = backed_up_epochs(run_dir / BACKUP_DIR) if resume else 0
     train_data = datalib.make_dataset(
         split, batch_size, shuffle=True, seed=seed, augmenter=make_augmenter(settings["augmentation"]),
-        augment_from_epoch=settings["augmentation_from_epoch"] - 1, outliers=make_outlier_exposure(settings["outlier_exposure"]),
+        augment_from_epoch=settings["augmentation_from_epoch"] - 1,
         repeat=True, rows=train_rows, first_epoch=first_epoch,  # one iterator for all epochs (steps_per_epoch below)
     )
     if strategy is not None:

@@ -80,8 +80,7 @@ def test_training_defaults_and_overrides(architecture_file):
     assert load_architecture(architecture_file(MINIMAL)).training["augmentation"] is None
     # The recipe fields are optional and default to plain training.
     assert (training["schedule"], training["warmup_epochs"], training["label_smoothing"],
-            training["weight_decay"], training["precise_bn_batches"], training["type_loss"]) == ("constant", 0, 0.0, 0.0, 0,
-                                                                                                 0.0)
+            training["weight_decay"], training["precise_bn_batches"]) == ("constant", 0, 0.0, 0.0, 0)
 
 
 @pytest.mark.parametrize(
@@ -92,11 +91,10 @@ def test_training_defaults_and_overrides(architecture_file):
         ("label_smoothing", 1.5, "'label_smoothing' must be a number in [0, 1)"),
         ("weight_decay", "lots", "'weight_decay' must be a number in [0, 1)"),
         ("precise_bn_batches", 2.5, "'precise_bn_batches' must be a non-negative integer"),
-        ("type_loss", -0.5, "'type_loss' must be a finite number >= 0"),
+        ("type_loss", 0.5, "unknown field 'type_loss'"),  # removed: measured no gain
         ("steps_per_execution", 0, "'steps_per_execution' must be a positive integer"),
         ("learning_rate", float("nan"), "'learning_rate' must be a finite positive number, got NaN"),
         ("learning_rate", float("inf"), "'learning_rate' must be a finite positive number, got Infinity"),
-        ("type_loss", float("nan"), "'type_loss' must be a finite number >= 0, got NaN"),
         ("momentum", float("nan"), "'momentum' must be a number in [0, 1), got NaN"),
         ("jit_compile", "yes", "'jit_compile' must be true or false"),
         ("mixed_precision", 1, "'mixed_precision' must be true or false"),
