@@ -369,8 +369,9 @@ def _window(kind, fields):
     return None
 
 
-def _pair(value):
-    return tuple(value) if isinstance(value, tuple) else (value, value)
+def as_pair(value):
+    """A size or stride as (height, width): a pair as it is, one number for both."""
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 def _after(size, window, stride, padding):
@@ -391,7 +392,7 @@ def check_sizes(architecture):
         found = _window(kind, fields)
         if found is None:
             continue
-        window, stride, padding = (_pair(v) if not isinstance(v, str) else v for v in found)
+        window, stride, padding = (as_pair(v) if not isinstance(v, str) else v for v in found)
         new = [_after(n, w, s, padding) for n, w, s in zip((height, width), window, stride)]
         if min(new) <= 0:
             smallest = [_smallest_input(architecture, axis, number) for axis in (0, 1)]
@@ -412,7 +413,7 @@ def _size_after(size, architecture, axis, up_to):
         found = _window(kind, fields)
         if found is not None:
             window, stride, padding = found
-            size = _after(size, _pair(window)[axis], _pair(stride)[axis], padding)
+            size = _after(size, as_pair(window)[axis], as_pair(stride)[axis], padding)
             if size <= 0:
                 return 0
     return size

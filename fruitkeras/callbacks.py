@@ -94,6 +94,23 @@ class EpochCSVLogger(keras.callbacks.CSVLogger):
         super().on_epoch_end(epoch + 1, logs)
 
 
+class CtrlCInterrupts:
+    """``with CtrlCInterrupts():`` a SIGINT raises KeyboardInterrupt inside the block, as it stops the epochs
+    (``StopAtSafePoint``), even in a process started with SIGINT ignored (a background job, a test runner's
+    worker): the work after the last epoch must answer Ctrl-C as the epochs do."""
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
 class StopAtSafePoint(keras.callbacks.Callback):
     """Turns Ctrl-C into a stop at the next batch or epoch boundary.
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from fruitkeras.errors import FruitkerasError
+from fruitkeras.files import replaced_atomically
 
 KNOWN = "known"
 UNKNOWN_CLASS = "unknown class"
@@ -246,13 +247,12 @@ def save(familiarity, path, model_path):
     """Write the statistics next to the model they belong to (``model_path``'s checksum is kept with them)."""
     path = Path(path)
     details = dict(familiarity.details, model_sha256=_checksum(model_path))
-    temporary = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(temporary, photo_mean=familiarity.photo_mean.astype(np.float32),
-                        photo_precision=familiarity.photo_precision.astype(np.float32),
-                        photo_threshold=np.float64(familiarity.photo_threshold), bank=familiarity.bank,
-                        familiarity_threshold=np.float64(familiarity.familiarity_threshold),
-                        details=np.array(json.dumps(details)))
-    temporary.replace(path)
+    with replaced_atomically(path) as temporary:
+        np.savez_compressed(temporary, photo_mean=familiarity.photo_mean.astype(np.float32),
+                            photo_precision=familiarity.photo_precision.astype(np.float32),
+                            photo_threshold=np.float64(familiarity.photo_threshold), bank=familiarity.bank,
+                            familiarity_threshold=np.float64(familiarity.familiarity_threshold),
+                            details=np.array(json.dumps(details)))
 
 
 def load(path, model_path=None):

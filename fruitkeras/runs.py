@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from fruitkeras.errors import FruitkerasError
+from fruitkeras.files import replaced_atomically
 
 from fruitkeras.run_folder import (HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, RUNS_DIR,  # noqa: E402
                                    resume_command)
@@ -21,15 +22,10 @@ METADATA_MEMBER = "fruitkeras.json"
 
 def save_model(model, path, metadata):
     """Write the model and its metadata to ``path`` atomically (temp file + rename)."""
-    path = Path(path)
-    temporary = path.with_name(f".model.tmp-{os.getpid()}.keras")
-    try:
+    with replaced_atomically(path) as temporary:
         model.save(temporary)
         with zipfile.ZipFile(temporary, "a") as archive:
             archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _record(run_dir):

@@ -14,6 +14,7 @@ from fruitkeras import data as datalib
 from fruitkeras import familiarity
 from fruitkeras.architecture import build_model, load_architecture, parse_architecture, with_overrides
 from fruitkeras.decoded_cache import decode_cached
+from fruitkeras.files import replaced_atomically
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
 from fruitkeras.run_folder import (ARCHITECTURE_COPY, BACKUP_DIR, CURVES_FILE, FAMILIARITY_FILE, HISTORY_FILE,
                                    MODEL_FILE, RUN_FILE, RUNS_DIR, resume_command)
@@ -312,8 +313,11 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
              run_dir, final_dir, architecture_path)
     if not chief:  # the chief saves the model; this worker's folder held only its callbacks' files
         return final_dir
+    from fruitkeras.callbacks import CtrlCInterrupts
+
     try:
-        _finish(model, architecture, split, train_rows, val_rows, seed, record, run_dir)
+        with CtrlCInterrupts():
+            _finish(model, architecture, split, train_rows, val_rows, seed, record, run_dir)
     except KeyboardInterrupt:
         raise TrainingInterrupted(
             f"interrupted after the last epoch, before the run was finished; {final_dir} is kept unfinished. "
@@ -398,9 +402,8 @@ def _once(make):
 
 
 def _write_record(run_dir, record):
-    temporary = run_dir / f".{RUN_FILE}.tmp"
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    temporary.replace(run_dir / RUN_FILE)
+    with replaced_atomically(run_dir / RUN_FILE) as temporary:
+        temporary.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def plot_learning_curves(history_path, out_path, resumed=()):

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from fruitkeras.explain.class_scores import loss_from_scores, scores_from
+from fruitkeras.architecture import as_pair
 from fruitkeras.forward import run_layers
 from fruitkeras.layers import BatchNorm
 
@@ -39,20 +40,16 @@ class Step:
         return tuple((t - 1) * s + k for t, s, k in zip(self.tile, self.stride, self.kernel))
 
 
-def _pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-
-
 def _sliding(layer):
     """(kind, kernel, stride, padding) of a layer with a shortcut that slides, else None."""
     if isinstance(layer, keras.layers.Conv2D) and type(layer) is keras.layers.Conv2D:
-        if _pair(layer.dilation_rate) != (1, 1) or layer.groups != 1:
+        if as_pair(layer.dilation_rate) != (1, 1) or layer.groups != 1:
             return None
-        return "conv", _pair(layer.kernel_size), _pair(layer.strides), layer.padding
+        return "conv", as_pair(layer.kernel_size), as_pair(layer.strides), layer.padding
     if isinstance(layer, keras.layers.MaxPooling2D):
-        return "maxpool", _pair(layer.pool_size), _pair(layer.strides), layer.padding
+        return "maxpool", as_pair(layer.pool_size), as_pair(layer.strides), layer.padding
     if isinstance(layer, keras.layers.AveragePooling2D) and layer.padding == "valid":
-        return "avgpool", _pair(layer.pool_size), _pair(layer.strides), "valid"
+        return "avgpool", as_pair(layer.pool_size), as_pair(layer.strides), "valid"
     return None
 
 
