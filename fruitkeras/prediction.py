@@ -26,7 +26,7 @@ from fruitkeras import data as datalib
 from fruitkeras.errors import FruitkerasError
 from fruitkeras.familiarity import NOT_AVAILABLE, UNFAMILIAR_PHOTO
 
-# Images read, judged and written at a time.  Peak memory for 5,000 photos (docs/commands.md#predict): 0.79 GB at
+# Images read, judged and written at a time.  Peak memory for 5,000 photos (docs/commands.md#predict): 0.77 GB at
 # 64, 0.86 GB at 128, 0.99 GB at 256; one photo alone takes 0.71 GB (TensorFlow and the model).
 CHUNK = 64
 
