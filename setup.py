@@ -30,7 +30,8 @@ setup(
     ],
     # selenium drives Debian's chromium and chromium-driver (.ci/run installs them) in the page's browser test.
     extras_require={
-        "test": ["pytest", "selenium>=4.10", "gradio_client"],
+        # pytest-xdist: the suite runs on two workers (setup.cfg).
+        "test": ["pytest", "pytest-xdist>=3", "selenium>=4.10", "gradio_client"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22; sys_platform == 'linux'"],  # README: Scaling out
     },
     entry_points={"console_scripts": ["fruitkeras=fruitkeras.cli:main"]},

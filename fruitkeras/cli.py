@@ -308,7 +308,8 @@ def predict(images, model_arg, top, style, cut_out):
     model_path = chosen_model(model_arg)  # a missing model or image is said before TensorFlow's 5 s import
     paths = collect_images(images)
     load_tensorflow()
-    progress = count_on_stderr if sys.stderr.isatty() else None  # for a person watching, not for logs
+    # A count for a person watching answers that go to a file or a pipe; never into logs or between answers.
+    progress = count_on_stderr if sys.stderr.isatty() and not sys.stdout.isatty() else None
     for number, piece in enumerate(predict_files(model_path, paths, top, style, cut_out, progress=progress)):
         if number == 0:  # no readable image fails before this line
             announce_model(model_path, model_arg)

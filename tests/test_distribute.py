@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, make_image_folders
+from fruitkeras.cli import main
 from fruitkeras.runs import epochs_logged
 
 TIMEOUT = 300
@@ -177,8 +178,6 @@ def test_two_worker_run_on_loopback_writes_one_run_folder_and_equals_single_devi
 
 
 def test_bad_distribution_options_are_one_line_errors(runner, tmp_path, monkeypatch):
-    from fruitkeras.cli import main
-
     monkeypatch.delenv("TF_CONFIG", raising=False)
     arch = str(REPO / "architectures" / "tiny.json")
     for args, message in ((["--distribute", "multi-worker"], "needs TF_CONFIG"),
@@ -211,14 +210,15 @@ def test_batchnorm_under_mixed_precision_keeps_float32_statistics():
     assert abs(normalised.mean()) < 0.02 and abs(normalised.std() - 1.0) < 0.02, (normalised.mean(), normalised.std())
 
 
-def test_mixed_precision_training_keeps_softmax_and_batchnorm_in_float32(tmp_path):
+def test_mixed_precision_training_keeps_softmax_and_batchnorm_in_float32(runner, tmp_path):
     from fruitkeras.layers import BatchNorm
     from fruitkeras.runs import load_model
 
     data = make_image_folders(tmp_path / "fruits", train_per_class=8, test_per_class=2)
-    code, output = finish(fruitkeras("train", REPO / "architectures" / "tiny.json", "--data", data, "--run-dir",
-                                     tmp_path / "run", "--epochs", 1, "--mixed-precision", "--quiet"))
-    assert code == 0, output
+    # In this process: the policy is scoped to the training (test_global_state.py).
+    result = runner.invoke(main, ["train", str(REPO / "architectures" / "tiny.json"), "--data", str(data),
+                                  "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--mixed-precision", "--quiet"])
+    assert result.exit_code == 0, result.output
     # No GPU on this machine: bfloat16 (float16 is for GPUs).
     assert json.loads((tmp_path / "run" / "run.json").read_text())["distribute"]["mixed_precision"] == "mixed_bfloat16"
     model, _ = load_model(tmp_path / "run" / "model.keras")
@@ -254,14 +254,15 @@ def test_a_cpu_without_bfloat16_instructions_is_told_so(image_folders, tmp_path,
     assert "this CPU has no bfloat16 instructions" in capsys.readouterr().out
 
 
-def test_mirrored_eval_gives_the_single_device_results(trained_run, tmp_path):
+def test_mirrored_eval_gives_the_single_device_results(trained_run, runner, tmp_path):
     code, output = finish(fruitkeras("eval", trained_run["run_dir"], "--data", trained_run["data"], "--out",
                                      tmp_path / "mirrored", "--batch-size", 4, "--distribute", "mirrored",
                                      "--devices", "CPU:0,CPU:1"))
     assert code == 0, output
-    code, output = finish(fruitkeras("eval", trained_run["run_dir"], "--data", trained_run["data"], "--out",
-                                     tmp_path / "single", "--batch-size", 4))
-    assert code == 0, output
+    # The single-device reference needs no fresh process.
+    single = runner.invoke(main, ["eval", str(trained_run["run_dir"]), "--data", str(trained_run["data"]),
+                                  "--out", str(tmp_path / "single"), "--batch-size", "4"])
+    assert single.exit_code == 0, single.output
     mirrored, single = (json.loads((tmp_path / name / "test_metrics.json").read_text()) for name in ("mirrored", "single"))
     assert mirrored["accuracy"] == single["accuracy"] and abs(mirrored["loss"] - single["loss"]) < 1e-5
     assert (tmp_path / "mirrored" / "confusion_matrix.csv").read_text() == (tmp_path / "single" / "confusion_matrix.csv").read_text()

@@ -188,10 +188,10 @@ def cell_centre(pixel, stride, length):
     return start + (np.minimum(start + stride, length) - start) // 2
 
 
-@pytest.mark.parametrize("incremental", [True, False])
-def test_every_stride_maps_every_pixel_to_its_cells_centre(incremental):
-    """Strides 1 to 20 on a 23x19 image (most leave a partial cell at the edge) against the definition,
-    one position at a time."""
+@pytest.fixture(scope="module")
+def stride_case():
+    """A 23x19 model, an image and its one-position-at-a-time occlusion map (patch 5, black): computed once for
+    both engines."""
     height, width = 23, 19
     keras.utils.set_random_seed(3)
     model = keras.Sequential([
@@ -202,7 +202,15 @@ def test_every_stride_maps_every_pixel_to_its_cells_centre(incremental):
         keras.layers.Dense(3, activation="softmax"),
     ])
     image = np.random.default_rng(1).random((1, height, width, 3)).astype(np.float32)
-    reference = naive_occlusion(model, image[0], 2, 5, 0.0)
+    return model, image, naive_occlusion(model, image[0], 2, 5, 0.0)
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_every_stride_maps_every_pixel_to_its_cells_centre(incremental, stride_case):
+    """Strides 1 to 20 on a 23x19 image (most leave a partial cell at the edge) against the definition,
+    one position at a time."""
+    model, image, reference = stride_case
+    height, width = image.shape[1:3]
     rows, columns = np.arange(height), np.arange(width)
     for stride in range(1, 20):
         heatmap = occlusion(model, image, [2], patch=5, stride=stride, fill="black", incremental=incremental)[0]

@@ -298,8 +298,9 @@ SHIPPED_RUNS = sorted((REPO / "runs").glob("*/model.keras"))
 
 
 @pytest.mark.skipif(not SHIPPED_RUNS, reason="no shipped run in runs/")
-def test_fresh_clone_default_predicts_and_explains_the_samples(tmp_path):
-    """From the repository root, with no options: the shipped model on the bundled photos."""
+def test_fresh_clone_default_predicts_and_explains_the_samples(tmp_path, runner, monkeypatch):
+    """From the repository root, with no options: the shipped model on the bundled photos (predict as a fresh
+    process, as typed; explain in this one, from the same folder)."""
     predicted = subprocess.run([sys.executable, "-m", "fruitkeras.cli", "predict", "samples/"], cwd=REPO,
                                capture_output=True, text=True, timeout=120)
     assert predicted.returncode == 0, predicted.stderr
@@ -309,7 +310,8 @@ def test_fresh_clone_default_predicts_and_explains_the_samples(tmp_path):
     for sample in samples:
         true_class = sample.stem.rsplit("_", 1)[0].replace("_", " ")
         assert f"samples/{sample.name}: {true_class} (" in predicted.stdout
-    explained = subprocess.run([sys.executable, "-m", "fruitkeras.cli", "explain", str(samples[0]), "--out",
-                                str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert explained.returncode == 0, explained.stderr
+    monkeypatch.chdir(REPO)
+    explained = runner.invoke(main, ["explain", f"samples/{samples[0].name}", "--out", str(tmp_path)])
+    assert explained.exit_code == 0, explained.output
+    assert "runs/fruits77-vgg_small/model.keras" in explained.output  # the newest run, found from the root
     assert list(tmp_path.glob("*_gradient-max-loss.png"))
