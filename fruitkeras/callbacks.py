@@ -6,6 +6,7 @@ line or progress bar shows them, ``EpochTimestamp`` adds the time (a string
 the progress bar could not format), and ``EpochCSVLogger`` writes it all.
 """
 
+import contextlib
 import math
 import signal
 import sys
@@ -94,21 +95,19 @@ class EpochCSVLogger(keras.callbacks.CSVLogger):
         super().on_epoch_end(epoch + 1, logs)
 
 
-class CtrlCInterrupts:
-    """``with CtrlCInterrupts():`` a SIGINT raises KeyboardInterrupt inside the block, as it stops the epochs
-    (``StopAtSafePoint``), even in a process started with SIGINT ignored (a background job, a test runner's
-    worker): the work after the last epoch must answer Ctrl-C as the epochs do."""
-
-    def __enter__(self):
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
+@contextlib.contextmanager
+def sigint_handled_by(handler):
+    """Inside the block a SIGINT calls ``handler`` (``signal.default_int_handler``: KeyboardInterrupt), whatever
+    the process was started with: one started with SIGINT ignored (a background job, a test runner's worker)
+    must answer Ctrl-C too.  Outside the main thread, where no handler can be set, it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class StopAtSafePoint(keras.callbacks.Callback):
@@ -125,17 +124,15 @@ class StopAtSafePoint(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.requested = False
-        self._previous = None
+        self._handling = None
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_signal)
+        self._handling = sigint_handled_by(self._on_signal)
+        self._handling.__enter__()
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        self._handling.__exit__(*exc)
         return False
 
     def _on_signal(self, signum, frame):

@@ -151,7 +151,7 @@ def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=F
         redirected = out != Path(model_path).parent
     check_writable(Path(out))  # before the work, not after it
     with distribution.scope(strategy):
-        model, metadata = load_model(model_path, familiarity=False)  # eval gives no verdicts: a damaged file is no matter
+        model, metadata = load_model(model_path, familiarity=False)  # eval gives no verdicts
     if strategy is not None and batch_size % strategy.num_replicas_in_sync:
         raise FruitkerasError(f"--batch-size {batch_size} does not split evenly over "
                               f"{strategy.num_replicas_in_sync} replicas")

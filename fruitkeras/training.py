@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -313,10 +314,10 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
              run_dir, final_dir, architecture_path)
     if not chief:  # the chief saves the model; this worker's folder held only its callbacks' files
         return final_dir
-    from fruitkeras.callbacks import CtrlCInterrupts
+    from fruitkeras.callbacks import sigint_handled_by
 
     try:
-        with CtrlCInterrupts():
+        with sigint_handled_by(signal.default_int_handler):  # as during the epochs (StopAtSafePoint)
             _finish(model, architecture, split, train_rows, val_rows, seed, record, run_dir)
     except KeyboardInterrupt:
         raise TrainingInterrupted(
