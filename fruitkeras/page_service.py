@@ -161,15 +161,14 @@ def read_run_report(run_dir):
 
 
 def worst_confusions(matrix, count=15):
-    """The ``count`` most frequent mistakes of a confusion matrix (rows true, columns predicted) as a table:
-    true class, predicted class, photos, share of the true class's Test photos."""
+    """The ``count`` most frequent mistakes of a confusion matrix (rows true, columns predicted; the classes in one
+    order) as a table: true class, predicted class, photos, share of the true class's Test photos.  The cells are
+    ``evaluation.top_confusions``', as the confusion figure's bars are."""
     import pandas as pd
 
-    counts = matrix.to_numpy()
-    totals = counts.sum(axis=1)
-    rows = [(matrix.index[t], matrix.columns[p], int(counts[t, p]), counts[t, p] / totals[t])
-            for t in range(len(counts)) for p in range(counts.shape[1]) if t != p and counts[t, p] > 0]
-    rows.sort(key=lambda row: (-row[2], row[0], row[1]))
-    table = pd.DataFrame(rows[:count], columns=["true class", "taken for", "photos", "share of its class"])
-    table["share of its class"] = table["share of its class"].map(lambda share: f"{share:.1%}")
-    return table
+    from fruitkeras.evaluation import top_confusions
+
+    totals = dict(zip(matrix.index, matrix.to_numpy().sum(axis=1)))
+    rows = [(true, taken, photos, f"{photos / totals[true]:.1%}")
+            for true, taken, photos in top_confusions(matrix.to_numpy(), list(matrix.index), count)]
+    return pd.DataFrame(rows, columns=["true class", "taken for", "photos", "share of its class"])

@@ -56,9 +56,12 @@ def _cut_short_after_training(run_dir, record):
 
 def newest_run(runs_dir=RUNS_DIR):
     """The model file of the most recently finished run under ``runs_dir``."""
-    models = sorted((p for p in Path(runs_dir).glob(f"*/{MODEL_FILE}")
-                     if not _cut_short_after_training(p.parent, _record(p.parent))),
-                    key=lambda p: (_finished_at(p), p.stat().st_mtime))
+    models = []
+    for path in Path(runs_dir).glob(f"*/{MODEL_FILE}"):
+        record = _record(path.parent)  # read once: both the check and the order need it
+        if not _cut_short_after_training(path.parent, record):
+            models.append(((record.get("finished", ""), path.stat().st_mtime), path))
+    models = [path for _, path in sorted(models)]
     if not models:
         raise FruitkerasError(f"no trained model in {runs_dir}/; train one (fruitkeras train ARCH.json) or name a run folder or model file")
     return models[-1]

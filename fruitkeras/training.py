@@ -15,8 +15,8 @@ from fruitkeras import data as datalib
 from fruitkeras import familiarity
 from fruitkeras.architecture import build_model, load_architecture, parse_architecture, with_overrides
 from fruitkeras.decoded_cache import decode_cached
-from fruitkeras.files import replaced_atomically
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
+from fruitkeras.files import replaced_atomically
 from fruitkeras.run_folder import (ARCHITECTURE_COPY, BACKUP_DIR, CURVES_FILE, FAMILIARITY_FILE, HISTORY_FILE,
                                    MODEL_FILE, RUN_FILE, RUNS_DIR, resume_command)
 from fruitkeras.runs import epochs_logged, failed_run_message, is_finished, load_model, save_model
