@@ -15,8 +15,11 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["fruitkeras", "fruitkeras.*"]),
-    package_data={"fruitkeras": ["benchmark_classes.txt"]},
+    # The credited sample photos travel inside the package as fruitkeras.samples, so that an install without
+    # the repository has them too (page_service.SAMPLES_DIR).
+    packages=find_packages(include=["fruitkeras", "fruitkeras.*"]) + ["fruitkeras.samples"],
+    package_dir={"fruitkeras.samples": "samples"},
+    package_data={"fruitkeras": ["benchmark_classes.txt"], "fruitkeras.samples": ["*.jpg", "*.png", "README.md"]},
     install_requires=TENSORFLOW
     + [
         KERAS,

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from fruitkeras import data as datalib  # noqa: E402
 from fruitkeras.explain.fill import parse_fill  # noqa: E402
 from fruitkeras.explain.occlusion import occlusion, positions_touching  # noqa: E402
-from fruitkeras.explain.class_scores import losses  # noqa: E402
+from fruitkeras.explain.class_scores import image_losses  # noqa: E402
 from fruitkeras.runs import load_model  # noqa: E402
 
 CANDIDATES = ("white", "mean", "grey", "black")
@@ -53,7 +53,7 @@ def main():
     images = np.stack([datalib.load_image(path, metadata["input_size"]) for path in split.paths])
     labels = np.asarray([metadata["class_names"].index(split.class_names[i]) for i in split.labels])
     masks = fruit_masks(images, args.threshold)[..., None]
-    base = losses(model, images, labels)
+    base = image_losses(model, images, labels)
 
     print(f"model {model_path}, {len(images)} test images ({args.per_class} per class), "
           f"fruit = darkest channel < {args.threshold} ({masks.mean():.0%} of pixels); base loss {base.mean():.4f}")
@@ -67,8 +67,8 @@ def main():
         fill = parse_fill(name, metadata.get("mean_colour"))
         fruit_hidden = np.where(masks, fill, images)
         background_hidden = np.where(masks, images, fill)
-        fruit_gain = (losses(model, fruit_hidden, labels) - base).mean()
-        background_gain = (losses(model, background_hidden, labels) - base).mean()
+        fruit_gain = (image_losses(model, fruit_hidden, labels) - base).mean()
+        background_gain = (image_losses(model, background_hidden, labels) - base).mean()
         maps = occlusion(model, images[mapped], labels[mapped], patch=args.patch, stride=args.stride, fill=fill)
         increase = np.maximum(maps - base[mapped, None, None], 0)
         share = increase[background_only].sum() / max(increase.sum(), 1e-30)

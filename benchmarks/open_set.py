@@ -184,7 +184,7 @@ def measure_model(run_dir, test, sets, realworld, data):
         model, metadata = load_model(Path(run_dir) / "model.keras")
     names, familiarity = metadata["class_names"], metadata["familiarity"]
     test_images, test_labels = test
-    test_verdicts, test_probabilities = familiarity.assess(model, test_images)  # one pass for both columns
+    test_verdicts, test_probabilities = familiarity.verdicts_and_probabilities(model, test_images)  # one pass for both columns
     accuracy = float((test_probabilities.argmax(axis=1) == test_labels).mean())
     photo_types, class_types = type_tables(realworld)
     images, files = sets["real fruit photos"]
@@ -205,7 +205,7 @@ def measure_model(run_dir, test, sets, realworld, data):
            "precision among accepted": float(right[accepted].mean()) if accepted.any() else float("nan")}
 
     def accepted_share(images):
-        return float(np.mean([v == KNOWN for v, _ in familiarity.judge(model, images)]))
+        return float(np.mean([v == KNOWN for v, _ in familiarity.verdicts(model, images)]))
     row.update({"unseen accepted": accepted_share(sets["unseen classes"][0]),
                 "non-fruit accepted": accepted_share(sets["non-fruit photos"][0]),
                 "test accepted": float(np.mean([v == KNOWN for v, _ in test_verdicts])),

@@ -258,7 +258,7 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
       fruitkeras explain a.jpg --method gradcam --layer 9 --method integrated --steps 128
       fruitkeras explain a.jpg --method all --metrics
     """
-    from fruitkeras.prediction import collect_images
+    from fruitkeras.image_files import collect_images
 
     model_path = chosen_model(model_arg)  # a missing model or image is said before TensorFlow's 5 s import
     paths = collect_images(images)
@@ -303,7 +303,8 @@ def predict(images, model_arg, top, style, cut_out):
       fruitkeras predict photo.jpg --top 3 --model runs/fruits77-vgg_small
       fruitkeras predict 'photos/*.jpg' --format csv > predictions.csv
     """
-    from fruitkeras.prediction import collect_images, predict_files
+    from fruitkeras.image_files import collect_images
+    from fruitkeras.prediction import predict_files
 
     model_path = chosen_model(model_arg)  # a missing model or image is said before TensorFlow's 5 s import
     paths = collect_images(images)

@@ -205,6 +205,8 @@ def write_report(evaluation, out_dir, model_path, data_root, bn_train_mode=False
     """Metrics JSON, per-class CSV, confusion matrix CSV + PNG and the mistakes CSV; returns their paths."""
     import pandas as pd
 
+    from fruitkeras.figures import plot_confusion
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = report_files(out_dir, bn_train_mode)
@@ -220,50 +222,7 @@ def write_report(evaluation, out_dir, model_path, data_root, bn_train_mode=False
     evaluation.per_class().to_csv(paths[1], index=False, float_format="%.4f")
     names = evaluation.class_names
     pd.DataFrame(evaluation.confusion, index=pd.Index(names, name="true \\ predicted"), columns=names).to_csv(paths[2])
-    plot_confusion(evaluation, paths[3])
+    plot_confusion(evaluation.confusion, names, top_confusions(evaluation.confusion, names, 15),
+                   f"test accuracy {evaluation.accuracy:.4f} ({len(evaluation.labels)} images)", paths[3])
     evaluation.mistakes().to_csv(paths[4], index=False, float_format="%.4f")
     return paths
-
-
-def plot_confusion(evaluation, out_path, top=15):
-    """Row-normalised confusion matrix, and beside it the most frequent confusions as bars
-    (at 77 classes the matrix alone is too fine to read)."""
-    from matplotlib.figure import Figure
-
-    matrix = evaluation.confusion
-    names = evaluation.class_names
-    pairs = top_confusions(matrix, names, top)
-    side = max(4.0, 0.17 * len(names) + 3) if len(names) > 30 else max(4.0, 0.35 * len(names) + 2)
-    figure = Figure(figsize=(side * 1.9, side))
-    axes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
-    axis, bars = axes
-    # Row-normalised colours, so small classes are as visible as big ones.
-    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    figure.colorbar(image, ax=axis, fraction=0.046, label="share of true class")
-    ticks = np.arange(len(names))
-    fontsize = 8 if len(names) <= 30 else 6
-    axis.set_xticks(ticks, names, rotation=90 if len(names) > 6 else 0, fontsize=fontsize)
-    axis.set_yticks(ticks, names, fontsize=fontsize)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    if len(names) <= 30:
-        for row, column in np.ndindex(matrix.shape):
-            if matrix[row, column]:
-                colour = "white" if shares[row, column] > 0.5 else "black"
-                axis.text(column, row, str(matrix[row, column]), ha="center", va="center", color=colour, fontsize=8)
-    axis.set_title(f"test accuracy {evaluation.accuracy:.4f} ({len(evaluation.labels)} images)")
-    if pairs:
-        labels = [f"{true} -> {predicted}" for true, predicted, _ in pairs][::-1]
-        counts = [count for _, _, count in pairs][::-1]
-        bars.barh(np.arange(len(pairs)), counts, color="tab:red")
-        bars.set_yticks(np.arange(len(pairs)), labels, fontsize=9)
-        for y, count in enumerate(counts):
-            bars.text(count, y, f" {count}", va="center", fontsize=9)
-        bars.set_xlabel("test images")
-        bars.set_title(f"the {len(pairs)} most frequent confusions (true -> predicted)")
-    else:
-        bars.text(0.5, 0.5, "no confusions", ha="center", va="center")
-        bars.set_axis_off()
-    figure.tight_layout()
-    figure.savefig(out_path, dpi=100)

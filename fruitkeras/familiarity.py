@@ -62,7 +62,7 @@ BATCH = 256
 
 @dataclass
 class Familiarity:
-    """A model's fitted verdict statistics (``fit``) and what they say of images (``judge``)."""
+    """A model's fitted verdict statistics (``fit``) and what they say of images (``verdicts``)."""
 
     photo_mean: np.ndarray  # (D,) the mean block summary of the training photos
     photo_precision: np.ndarray  # (D, D) the inverse of their shrunk covariance
@@ -75,11 +75,11 @@ class Familiarity:
         """(photo typicality, familiarity) of float images (N, H, W, 3), each (N,)."""
         return self._scores_and_probabilities(model, images)[:2]
 
-    def judge(self, model, images):
+    def verdicts(self, model, images):
         """[(verdict, familiarity)] for each image."""
-        return self.assess(model, images)[0]
+        return self.verdicts_and_probabilities(model, images)[0]
 
-    def assess(self, model, images):
+    def verdicts_and_probabilities(self, model, images):
         """([(verdict, familiarity)] for each image, their class probabilities (N, classes)): one forward pass."""
         typicality, familiarity, probabilities = self._scores_and_probabilities(model, images)
         return [(verdict(t, f, self.photo_threshold, self.familiarity_threshold), float(f))

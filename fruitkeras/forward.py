@@ -69,7 +69,7 @@ def probabilities_function(model, batch_statistics=False):
                     lambda proxy: _probabilities(list(proxy.layers), batch_statistics))
 
 
-def predict(model, images, batch_size=64):
+def class_probabilities(model, images, batch_size=64):
     """Class probabilities (N, classes) of float images, batch norm in inference mode, as a NumPy array."""
     import numpy as np
 

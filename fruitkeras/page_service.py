@@ -20,7 +20,10 @@ from fruitkeras.prediction import top_classes
 from fruitkeras.run_folder import CONFUSION_CSV, CONFUSION_PNG, CURVES_FILE, HISTORY_FILE, METRICS_FILE, PER_CLASS_FILE, RUN_FILE
 from fruitkeras.runs import load_model
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"  # the credited photos a fresh clone has
+# The credited sample photos: inside the package when installed (setup.py's fruitkeras.samples), else the
+# checkout's samples/ (an editable install).
+_INSTALLED_SAMPLES = Path(__file__).resolve().parent / "samples"
+SAMPLES_DIR = _INSTALLED_SAMPLES if _INSTALLED_SAMPLES.is_dir() else Path(__file__).resolve().parent.parent / "samples"
 
 
 @dataclass

@@ -6,92 +6,26 @@ a run without familiarity statistics.  A photo found unfamiliar gets a second
 look (``look_closer``): the guess is made on the fruit cut out of it, on
 white; the verdict stays the photo's.
 
-Images go through ``fruitkeras.data.load_image``, the conversion every other
-command uses.  ``collect_images`` turns the command line's files, folders and
-globs into a list of image files, for ``predict`` and ``explain`` alike.
+The files come from ``fruitkeras.image_files``, read as every other command
+reads them.
 
 ``predict`` streams: the files are read and answered ``CHUNK`` at a time, and
 each chunk's answers are written before the next is read, so memory stays flat
 and the first answers appear at once however many files there are.
 """
 
-import glob
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fruitkeras import data as datalib
-from fruitkeras.errors import FruitkerasError
 from fruitkeras.familiarity import NOT_AVAILABLE, UNFAMILIAR_PHOTO
+from fruitkeras.image_files import collect_images, no_readable_image, read_readable, warn_skipped
 
 # Images read, judged and written at a time.  Peak memory for 5,000 photos (docs/commands.md#predict): 0.77 GB at
 # 64, 0.86 GB at 128, 0.99 GB at 256; one photo alone takes 0.71 GB (TensorFlow and the model).
 CHUNK = 64
-
-
-def collect_images(inputs):
-    """Image files from files, folders (their image files, sorted, recursively) and globs.
-
-    A named file that is missing is an error; so is a folder or glob with no
-    image in it.  Repeats are dropped, order is kept.
-    """
-    found = []
-    for given in inputs:
-        given = str(given)
-        path = Path(given)
-        if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in datalib.IMAGE_SUFFIXES
-                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
-            if not inside:
-                raise FruitkerasError(f"{path}: no image files in this folder")
-            found += inside
-        elif path.exists():
-            found.append(path)
-        elif glob.has_magic(given):
-            matches = sorted(Path(p) for p in glob.glob(given, recursive=True) if Path(p).is_file())
-            if not matches:
-                raise FruitkerasError(f"{given}: no file matches")
-            found += matches
-        else:
-            raise FruitkerasError(f"{path}: no such file or folder")
-    return list(dict.fromkeys(found))
-
-
-def read_readable(paths, size):
-    """(images as float32 (N, H, W, 3), the paths read, the problems of the rest)."""
-    images, kept, problems = [], [], []
-    for path in paths:
-        try:
-            images.append(datalib.load_image(path, size))
-            kept.append(path)
-        except datalib.ImageError as error:
-            problems.append(error)
-    return (np.stack(images) if images else None), kept, problems
-
-
-def no_readable_image(paths, problems):
-    return problems[0] if len(problems) == 1 else FruitkerasError(
-        f"no readable image among {len(paths)} files; first: {problems[0]}")
-
-
-def warn_skipped(problems, stream=None):
-    for problem in problems:
-        print(f"warning: skipped {problem}", file=stream or sys.stderr)
-
-
-def load_images(paths, size, stream=None):
-    """The readable images as float32 (N, H, W, 3) with their paths.
-
-    Unreadable files are reported on ``stream`` (stderr) and left out; when
-    none is readable, the first one's problem is the error.
-    """
-    images, kept, problems = read_readable(paths, size)
-    if not kept:
-        raise no_readable_image(paths, problems)
-    warn_skipped(problems, stream)
-    return images, kept
 
 
 @dataclass
@@ -125,12 +59,12 @@ def look_closer(model, familiarity, images, sources, cut_out=True):
     cut-outs take a second.
     """
     from fruitkeras import foreground
-    from fruitkeras.forward import predict
+    from fruitkeras.forward import class_probabilities
 
     flags = [False] * len(images)
     if familiarity is None:
-        return images, predict(model, images), [(NOT_AVAILABLE, None)] * len(images), flags
-    verdicts, probabilities = familiarity.assess(model, images)
+        return images, class_probabilities(model, images), [(NOT_AVAILABLE, None)] * len(images), flags
+    verdicts, probabilities = familiarity.verdicts_and_probabilities(model, images)
     for index, (verdict, _) in enumerate(verdicts):
         if cut_out and verdict == UNFAMILIAR_PHOTO:
             piece = foreground.cut_out(datalib.read_rgb(sources[index]))
@@ -141,7 +75,7 @@ def look_closer(model, familiarity, images, sources, cut_out=True):
                     datalib.PIXEL_SCALE)
                 flags[index] = True
     if any(flags):
-        probabilities[flags] = predict(model, images[flags])
+        probabilities[flags] = class_probabilities(model, images[flags])
     return images, probabilities, verdicts, flags
 
 

@@ -18,7 +18,8 @@
 import shlex
 from pathlib import Path
 
-RUNS_DIR = Path("runs")
+RUNS_DIR = Path("runs")  # under the current folder: where train writes and where commands look by default
+SHIPPED_RUN = "runs/fruits77-vgg_small"  # the trained run the repository's checkout comes with
 # Reports of a run evaluated on data other than its own: never into the run folder, whose proof they would replace.
 EVALUATIONS_DIR = Path("evaluations")
 

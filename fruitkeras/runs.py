@@ -14,7 +14,7 @@ from pathlib import Path
 from fruitkeras.errors import FruitkerasError
 from fruitkeras.files import replaced_atomically
 
-from fruitkeras.run_folder import (HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, RUNS_DIR,  # noqa: E402
+from fruitkeras.run_folder import (HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, RUNS_DIR, SHIPPED_RUN,  # noqa: E402
                                    resume_command)
 
 METADATA_MEMBER = "fruitkeras.json"
@@ -63,7 +63,9 @@ def newest_run(runs_dir=RUNS_DIR):
             models.append(((record.get("finished", ""), path.stat().st_mtime), path))
     models = [path for _, path in sorted(models)]
     if not models:
-        raise FruitkerasError(f"no trained model in {runs_dir}/; train one (fruitkeras train ARCH.json) or name a run folder or model file")
+        raise FruitkerasError(f"no trained model in {Path(runs_dir).resolve()}/; train one (fruitkeras train ARCH.json) "
+                              f"or name a run folder or model file; the shipped run, {SHIPPED_RUN}, "
+                              "comes with the repository's checkout, not with the installed package")
     return models[-1]
 
 

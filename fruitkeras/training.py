@@ -9,8 +9,6 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
 from fruitkeras import data as datalib
 from fruitkeras import familiarity
 from fruitkeras.architecture import build_model, load_architecture, parse_architecture, with_overrides
@@ -376,6 +374,8 @@ def _finish(model, architecture, split, train_rows, val_rows, seed, record, run_
     # The verdict's statistics, on Training photos only (never Test).
     familiarity.save(familiarity.fit(model, split, train_rows, val_rows, architecture.training["augmentation"], seed),
                      run_dir / FAMILIARITY_FILE, run_dir / MODEL_FILE)
+    from fruitkeras.figures import plot_learning_curves
+
     plot_learning_curves(run_dir / HISTORY_FILE, run_dir / CURVES_FILE, record.get("resumed", ()))
     record.pop("running_pid", None)
     record["finished"] = now_iso()
@@ -405,47 +405,3 @@ def _once(make):
 def _write_record(run_dir, record):
     with replaced_atomically(run_dir / RUN_FILE) as temporary:
         temporary.write_text(json.dumps(record, indent=2) + "\n")
-
-
-def plot_learning_curves(history_path, out_path, resumed=()):
-    """Write the learning curves of a run's history.csv as a PNG."""
-    import pandas as pd
-
-    figure = learning_curves_figure(pd.read_csv(history_path), Path(history_path).parent.name, resumed)
-    figure.savefig(out_path, dpi=100)
-
-
-def learning_curves_figure(history, name, resumed=()):
-    """Loss and accuracy per epoch for training, validation and test; resumes marked."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = history["epoch"]
-    figure = Figure(figsize=(11, 4.2))
-    axes = figure.subplots(1, 2)
-    for axis, metric in zip(axes, ("loss", "accuracy")):
-        # The training loss is the optimised one (augmented images, label smoothing if any).
-        for prefix, label in (("", "training"), ("val_", "validation"), ("test_", "test")):
-            if f"{prefix}{metric}" in history:
-                axis.plot(epochs, history[f"{prefix}{metric}"], marker="o", markersize=3, label=label)
-        for number, resume in enumerate(resumed):
-            axis.axvline(resume["after_epoch"] + 0.5, color="grey", linestyle="--", linewidth=1,
-                         label="resumed" if number == 0 else None)
-        axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # a 2-epoch run has no epoch 1.5
-        axis.set_ylabel(metric)
-        axis.grid(alpha=0.3)
-        axis.legend()
-    # Accuracy on a fixed, readable scale: a zoom to 0.98-1.0 makes 0.9875 look like a collapse.
-    lowest = min(float(history[c].min()) for c in history if c.endswith("accuracy"))
-    axes[1].set_ylim(min(0.9, np.floor(lowest * 10) / 10), 1.0)
-    axes[0].set_yscale("log")
-    total = history["epoch_seconds"].sum() if "epoch_seconds" in history else None
-    title = name
-    if total is not None:
-        title += f" ({len(history)} epochs, {total / 60:.1f} min)"
-    if "test_accuracy" in history:
-        title += f", final test accuracy {history['test_accuracy'].iloc[-1]:.4f}"
-    figure.suptitle(title)
-    figure.tight_layout()
-    return figure

@@ -72,6 +72,19 @@ def test_flips_mirror_the_image_exactly():
     np.testing.assert_allclose(upside_down, images[:, ::-1], atol=1e-6)
 
 
+def test_flips_alone_take_the_mirror_path_and_give_the_warped_pixels():
+    """Flips with no rotation or zoom skip the resampling; the images are those the warp would give."""
+    images = asymmetric_images()
+    parameters = parameters_for(4)
+    parameters["flip_x"] = tf.constant([1.0, -1.0, 1.0, -1.0])
+    parameters["flip_y"] = tf.constant([1.0, 1.0, -1.0, -1.0])
+    flips_only = {**EVERYTHING, "rotation": 0.0, "zoom": 0.0, "hue": 0.0, "saturation": 0.0, "brightness": 0.0}
+    mirrored = augmentation.apply(tf.constant(images), parameters, flips_only).numpy()
+    np.testing.assert_array_equal(mirrored, augmentation.warp(tf.constant(images), parameters).numpy())
+    np.testing.assert_array_equal(mirrored[3], images[3, ::-1, ::-1])
+    np.testing.assert_array_equal(mirrored[0], images[0])
+
+
 def test_quarter_turn_and_zoom_out_fill_with_white():
     images = asymmetric_images()
     geometry = {**EVERYTHING, "hue": 0.0, "saturation": 0.0, "brightness": 0.0}

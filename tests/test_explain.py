@@ -17,7 +17,7 @@ from fruitkeras.explain.smoothgrad import smoothgrad
 from fruitkeras.explain.gradient import loss_gradients, reduce_channels
 from fruitkeras.explain.fill import parse_fill
 from fruitkeras.explain.occlusion import positions_touching
-from fruitkeras.explain.class_scores import losses
+from fruitkeras.explain.class_scores import image_losses
 from fruitkeras.layers import BatchNorm
 
 
@@ -262,8 +262,8 @@ def test_loss_stays_precise_for_a_confident_model():
     labels = np.array([0, 0, 0, 2], np.int32)
     expected = [np.log1p(np.exp(np.delete(row, label).astype(np.float64) - row[label]).sum())
                 for row, label in zip(logits, labels)]
-    np.testing.assert_allclose(losses(model, logits, labels), expected, rtol=1e-5)
-    assert losses(model, logits[:1], [0])[0] != losses(model, logits[1:2], [0])[0]
+    np.testing.assert_allclose(image_losses(model, logits, labels), expected, rtol=1e-5)
+    assert image_losses(model, logits[:1], [0])[0] != image_losses(model, logits[1:2], [0])[0]
 
 
 def test_gradient_is_traced_through_tensorflow():

@@ -59,7 +59,7 @@ def cluttered_scene(rng, size=60):
 
 
 def verdicts(run, images):
-    return [verdict for verdict, _ in run["familiarity"].judge(run["model"], np.stack(images))]
+    return [verdict for verdict, _ in run["familiarity"].verdicts(run["model"], np.stack(images))]
 
 
 def test_training_stores_the_statistics_with_the_run(wheel_run):
@@ -67,6 +67,27 @@ def test_training_stores_the_statistics_with_the_run(wheel_run):
     assert stored.details["training_photos"] + stored.details["calibration_photos"] == 6 * 24
     assert stored.bank.shape == (stored.details["training_photos"], 16)  # the penultimate layer's 16 units
     assert stored.bank.dtype == np.int8
+
+
+def test_the_bank_is_the_training_rows_and_the_thresholds_come_from_the_held_out_rest(wheel_run):
+    """The stored bank is exactly the features of the run's training rows, none of its validation rows, and
+    refitting on those two disjoint sets gives the stored thresholds."""
+    from fruitkeras import data as datalib
+    from fruitkeras.architecture import load_architecture
+
+    settings = load_architecture(wheel_run["run_dir"] / "architecture.json").training
+    listed = datalib.scan_split(wheel_run["data"] / "Training")
+    split = datalib.decode_split(listed, (32, 32))
+    train_rows, validation_rows = datalib.split_validation(split, settings["validation_split"], 0,
+                                                           settings["validation_block"])
+    assert len(validation_rows) and not set(train_rows) & set(validation_rows)
+    stored = wheel_run["familiarity"]
+    images = split.images[train_rows].astype(np.float32) * np.float32(datalib.PIXEL_SCALE)  # as the fit scales
+    _, features, _ = familiarity.image_features(wheel_run["model"], images)
+    np.testing.assert_array_equal(stored.bank, np.round(features * familiarity.BANK_SCALE).astype(np.int8))
+    refitted = familiarity.fit(wheel_run["model"], split, train_rows, validation_rows, settings["augmentation"], 0)
+    assert (refitted.photo_threshold, refitted.familiarity_threshold) == (stored.photo_threshold,
+                                                                          stored.familiarity_threshold)
 
 
 def test_a_new_photo_of_a_trained_class_is_known(wheel_run):
@@ -106,7 +127,11 @@ def test_fit_familiarity_refits_an_old_run_to_the_same_statistics(wheel_run, tmp
     assert result.exit_code == 0, result.output
     assert {(p["verdict"], p["familiarity"]) for p in json.loads(result.stdout)} == {("not available", None)}
 
-    result = runner.invoke(main, ["fit-familiarity", str(old), "--data", str(wheel_run["data"])])
+    # Fitting reads Training alone: a copy of the data whose Test photos are all unreadable gives the same.
+    data = shutil.copytree(wheel_run["data"], tmp_path / "data")
+    for photo in (data / "Test").rglob("*.jpg"):
+        photo.write_bytes(b"not an image")
+    result = runner.invoke(main, ["fit-familiarity", str(old), "--data", str(data)])
     assert result.exit_code == 0, result.output
     refitted, trained = (familiarity.load(folder / FAMILIARITY_FILE) for folder in (old, wheel_run["run_dir"]))
     assert refitted.photo_threshold == trained.photo_threshold
@@ -205,7 +230,7 @@ def test_an_unfamiliar_photo_is_answered_from_the_fruit_cut_out_of_it(wheel_run,
 def test_the_verdict_pass_gives_the_models_own_probabilities(wheel_run, tmp_path):
     """``look_closer`` takes the class probabilities from the verdict's forward pass, and runs only the cut-outs
     again: the answer must be what the whole model says of the image it answers from."""
-    from fruitkeras.forward import predict
+    from fruitkeras.forward import class_probabilities
     from fruitkeras.prediction import look_closer
 
     rng = np.random.default_rng(15)
@@ -215,8 +240,8 @@ def test_the_verdict_pass_gives_the_models_own_probabilities(wheel_run, tmp_path
     images = np.stack([model_input(np.asarray(Image.open(photo).convert("RGB"))) for photo in photos])
     answered, probabilities, judged, cut = look_closer(wheel_run["model"], wheel_run["familiarity"], images, photos)
     assert cut == [True, False] and [v for v, _ in judged] == [familiarity.UNFAMILIAR_PHOTO, familiarity.KNOWN]
-    np.testing.assert_allclose(probabilities, predict(wheel_run["model"], answered), atol=1e-5)
-    assert not np.allclose(probabilities[0], predict(wheel_run["model"], images[:1])[0], atol=1e-3)  # the cut-out's
+    np.testing.assert_allclose(probabilities, class_probabilities(wheel_run["model"], answered), atol=1e-5)
+    assert not np.allclose(probabilities[0], class_probabilities(wheel_run["model"], images[:1])[0], atol=1e-3)  # the cut-out's
 
 
 def test_explain_names_the_verdict_in_the_terminal_and_the_figure(trained_run, runner, tmp_path):

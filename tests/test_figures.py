@@ -7,7 +7,7 @@ import pytest
 
 from fruitkeras.cli import main
 from fruitkeras.explain.drawing import DIVERGING, explanation_figure
-from fruitkeras.training import learning_curves_figure
+from fruitkeras.figures import learning_curves_figure
 
 
 def history(accuracies):

@@ -90,7 +90,7 @@ def test_figures_leave_matplotlib_backend_alone(trained_run, tmp_path, monkeypat
     from fruitkeras.comparison import compare_runs
     from fruitkeras.evaluation import evaluate, write_report
     from fruitkeras.runs import load_model
-    from fruitkeras.training import plot_learning_curves
+    from fruitkeras.figures import plot_learning_curves
 
     chosen = []
     monkeypatch.setattr(matplotlib, "use", lambda *args, **kwargs: chosen.append(args))

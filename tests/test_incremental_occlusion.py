@@ -78,7 +78,7 @@ def test_a_model_without_a_shortcut_falls_back_to_full_inference():
 
 
 def test_positions_whose_patch_changes_nothing_keep_the_unoccluded_loss():
-    from fruitkeras.explain.class_scores import losses
+    from fruitkeras.explain.class_scores import image_losses
 
     model = ARCHITECTURES["vgg-like: strided 'same' conv, batch norm, max pooling"]()
     image = np.ones((1, 24, 24, 3), np.float32)
@@ -86,4 +86,4 @@ def test_positions_whose_patch_changes_nothing_keep_the_unoccluded_loss():
     maps = occlusion(model, image, [2], patch=4, fill=(1.0, 1.0, 1.0))
     full = occlusion(model, image, [2], patch=4, fill=(1.0, 1.0, 1.0), incremental=False)
     np.testing.assert_allclose(maps, full, atol=1e-4 * (full.max() - full.min()))
-    np.testing.assert_allclose(maps[0, :8, :8], losses(model, image, [2])[0], rtol=1e-6)
+    np.testing.assert_allclose(maps[0, :8, :8], image_losses(model, image, [2])[0], rtol=1e-6)

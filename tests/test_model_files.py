@@ -20,6 +20,9 @@ assert model.optimizer is not None and model.compiled, "not compiled"
 print(type(model.loss).__name__)
 x = np.random.default_rng(0).random((6, 32, 32, 3)).astype("float32")
 print(model.evaluate(x, np.array([0, 1, 2, 0, 1, 2]), verbose=0))
+import fruitkeras  # and the notebook's two lines, from the run folder
+ours, info = fruitkeras.load_model(sys.argv[2])
+print(info["class_names"], ours.output_shape)
 """
 
 
@@ -39,12 +42,13 @@ def smoothed_run(tmp_path_factory):
                                      "import fruitkeras\nimport tensorflow\nimport keras"])
 def test_plain_keras_loads_a_run_compiled_after_import_fruitkeras(smoothed_run, imports):
     """In a fresh interpreter, whichever of the two imports comes first, TensorFlow's too (it looks Keras up
-    before importing it)."""
+    before importing it); then a notebook's ``fruitkeras.load_model`` of the run folder."""
     result = subprocess.run([sys.executable, "-c", LOAD_AND_EVALUATE.format(imports=imports),
-                             str(smoothed_run / "model.keras")], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                             str(smoothed_run / "model.keras"), str(smoothed_run)], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-2000:]
-    loss_name, values = result.stdout.strip().splitlines()[-2:]
+    loss_name, values, notebook = result.stdout.strip().splitlines()[-3:]
+    assert notebook == "['cherry', 'kiwi', 'plum'] (None, 3)"
     assert loss_name == "SmoothedSparseCrossEntropy"
     loss, accuracy = json.loads(values)
     assert loss > 0 and 0 <= accuracy <= 1

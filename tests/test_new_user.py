@@ -166,16 +166,6 @@ def test_truncated_model_file_is_called_damaged(trained_run, runner, tmp_path):
     assert "damaged or incomplete model file" in result.output
 
 
-def test_notebook_loads_a_model_in_two_lines(trained_run):
-    code = ("import fruitkeras; model, info = fruitkeras.load_model(%r)\n"
-            "import keras; plain = keras.models.load_model(%r, compile=False)\n"
-            "print(info['class_names'], model.output_shape, plain.output_shape)") % (
-        str(trained_run["run_dir"]), str(trained_run["model"]))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "['cherry', 'kiwi', 'plum'] (None, 3) (None, 3)" in result.stdout
-
-
 def test_output_that_is_not_a_terminal_is_one_plain_line_per_epoch(trained_run, image_folders, runner, tmp_path):
     result = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--data", str(image_folders),
                                   "--run-dir", str(tmp_path / "r"), "--epochs", "2"])
@@ -246,7 +236,8 @@ def test_predict_bad_input(trained_run, runner, tmp_path):
 def test_predict_streams_its_answers_chunk_by_chunk(trained_run, tmp_path):
     """Each chunk is answered and written before the next is read, and the pieces join into the same answer as
     one chunk would give, in every format (json: one document)."""
-    from fruitkeras.prediction import collect_images, predict_files
+    from fruitkeras.image_files import collect_images
+    from fruitkeras.prediction import predict_files
 
     folder = tmp_path / "many"
     folder.mkdir()

@@ -112,7 +112,7 @@ def test_class_mismatch_names_only_the_differences(trained_run, runner, tmp_path
 
 
 def test_short_runs_get_whole_epoch_ticks():
-    from fruitkeras.training import learning_curves_figure
+    from fruitkeras.figures import learning_curves_figure
 
     history = pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.5], "accuracy": [0.5, 0.8]})
     figure = learning_curves_figure(history, "short")

@@ -18,7 +18,7 @@ from fruitkeras.explain.gradient import gradient_saliency
 from fruitkeras.explain.integrated_gradients import integrated_gradients
 from fruitkeras.explain.occlusion import occlusion
 from fruitkeras.explain.occlusion import positions_touching
-from fruitkeras.explain.class_scores import losses, scores_from
+from fruitkeras.explain.class_scores import image_losses, scores_from
 from fruitkeras.runs import load_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ def test_both_explanation_methods_on_a_real_photo_point_at_the_fruit():
     strongest = heatmap >= np.quantile(heatmap, 0.99)
     assert touches_fruit[strongest].all(), "the strongest occlusion positions must hide some fruit"
     # A patch on pure background changes little (white on white), hiding fruit does.
-    base = losses(model, image, label)[0]
+    base = image_losses(model, image, label)[0]
     assert np.median(np.abs(heatmap[~touches_fruit] - base)) < 0.05 * base + 1e-6
     assert heatmap.max() > 1.05 * base
     assert saliency[fruit].mean() > 2 * saliency[~touches_fruit].mean()

@@ -61,10 +61,20 @@ def test_eval_prints_accuracy_and_writes_reports(trained_run, runner, tmp_path):
     per_class = pd.read_csv(out / "test_per_class.csv")
     assert per_class["class"].tolist() == ["cherry", "kiwi", "plum"]
     assert per_class["images"].tolist() == [5, 5, 5]
+    # The reports against the model's own answers, counted here from Keras's predict on the Test photos.
+    from fruitkeras import data as datalib
+
+    model, _ = load_model(trained_run["model"])
+    split = datalib.read_split(trained_run["data"] / "Test", (32, 32))
+    answers = model.predict(split.images.astype("float32") * np.float32(datalib.PIXEL_SCALE), verbose=0).argmax(1)
+    expected = np.zeros((3, 3), dtype=int)
+    np.add.at(expected, (split.labels, answers), 1)
     confusion = pd.read_csv(out / "confusion_matrix.csv", index_col=0)
-    assert confusion.to_numpy().sum() == 15
+    assert confusion.index.tolist() == confusion.columns.tolist() == split.class_names
+    np.testing.assert_array_equal(confusion.to_numpy(), expected)
+    np.testing.assert_allclose(per_class["accuracy"], np.diag(expected) / expected.sum(axis=1), atol=5e-5)
     metrics = json.loads((out / "test_metrics.json").read_text())
-    assert metrics["accuracy"] == pytest.approx(np.trace(confusion.to_numpy()) / 15)
+    assert metrics["accuracy"] == pytest.approx(np.mean(answers == split.labels))
     assert f"test accuracy: {metrics['accuracy']:.4f}" in result.output
     assert picture(out / "confusion_matrix.png")[:2] == (760, 400)  # matrix and bars side by side, at 100 dpi
     assert picture(out / "confusion_matrix.png")[2] > 50

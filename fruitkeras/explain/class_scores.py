@@ -7,7 +7,7 @@ caches compiled functions per model, and a kept function must not keep its model
 import numpy as np
 import tensorflow as tf
 
-from fruitkeras.forward import compiled, predict, run_layers
+from fruitkeras.forward import class_probabilities, compiled, run_layers
 
 PROBABILITY_FLOOR = 1e-7  # as Keras's cross-entropy clips
 
@@ -83,7 +83,7 @@ def scores_from(model, start=0):
     return logits
 
 
-def losses(model, images, labels, batch_size=64):
+def image_losses(model, images, labels, batch_size=64):
     """Each image's loss towards its label, as a NumPy array."""
     loss = compiled(model, "losses", loss_function)
     images = np.asarray(images, dtype=np.float32)
@@ -95,6 +95,6 @@ def losses(model, images, labels, batch_size=64):
 def resolve_labels(model, images, labels=None):
     """The given labels as int32 indices, or the model's predicted classes."""
     if labels is None:
-        return predict(model, images).argmax(axis=1).astype(np.int32)
+        return class_probabilities(model, images).argmax(axis=1).astype(np.int32)
     labels = np.broadcast_to(np.asarray(labels, dtype=np.int32), (len(images),))
     return np.ascontiguousarray(labels)

@@ -23,7 +23,7 @@ meaning more important.
 
 import numpy as np
 
-from fruitkeras.forward import predict
+from fruitkeras.forward import class_probabilities
 
 
 def _curve_images(image, order, fill, steps, insert):
@@ -59,7 +59,7 @@ def deletion_insertion(model, images, maps, labels, fill=(1.0, 1.0, 1.0), steps=
         curves = []
         for insert in (False, True):
             frames = _curve_images(image, order, fill, steps, insert)
-            curves.append(predict(model, frames)[:, label])
+            curves.append(class_probabilities(model, frames)[:, label])
         auc = [float(np.trapezoid(curve, dx=1.0 / steps)) for curve in curves]
         results.append((auc[0], auc[1], curves[0], curves[1]))
     return results

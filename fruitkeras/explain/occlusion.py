@@ -16,7 +16,7 @@ take and as the reference the shortcut is tested against.
 import numpy as np
 import tensorflow as tf
 
-from fruitkeras.explain.class_scores import loss_function, losses, resolve_labels
+from fruitkeras.explain.class_scores import image_losses, loss_function, resolve_labels
 from fruitkeras.explain.fill import DEFAULT_FILL, parse_fill
 from fruitkeras.forward import kept_object
 
@@ -164,7 +164,7 @@ def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL,
     engine_batch = batch_size if xla else min(batch_size, len(centres))
     engine = make_engine(model, (height, width), patch, engine_batch, incremental, xla)
     bar = progress_counter(progress, len(images) * len(centres))
-    unoccluded = losses(model, images, labels)
+    unoccluded = image_losses(model, images, labels)
     maps = []
     for image, label, base in zip(images, labels, unoccluded):
         # A patch that changes no pixel (fill on a background of the fill's colour) leaves the loss as it is.

@@ -18,7 +18,7 @@ from fruitkeras.explain.gradcam import feature_layer_index
 from fruitkeras.explain.fill import parse_fill
 from fruitkeras.explain.occlusion import check_geometry
 from fruitkeras.explain.registry import METHOD, NAMES, QUANTITY_IN_NAMES, ExplainOptions  # noqa: F401  (ExplainOptions: for callers)
-from fruitkeras.explain.class_scores import losses
+from fruitkeras.explain.class_scores import image_losses
 from fruitkeras.prediction import look_closer
 
 def unique_stems(paths):
@@ -85,7 +85,7 @@ def explain_images(model, metadata, images, paths, methods, options, label=None,
         maps[method] = METHOD[method].load()(model, images, targets, **kwargs)
         seconds[method] = time.perf_counter() - started
     return Explained(list(paths), images, classes, predicted, probabilities, targets,
-                     losses(model, images, targets), maps, seconds, verdicts, cut)
+                     image_losses(model, images, targets), maps, seconds, verdicts, cut)
 
 
 def reference_level(method, options, explained, index):
@@ -203,7 +203,7 @@ def explain_paths(model, metadata, paths, methods, options, out, label=None, sha
     Returns (``Explained``, paths written); unreadable files are reported on
     stderr and left out, as ``load_images`` does.
     """
-    from fruitkeras.prediction import load_images
+    from fruitkeras.image_files import load_images
 
     images, kept = load_images(paths, metadata["input_size"])
     explained = explain_images(model, metadata, images, kept, methods, options, label, cut_out)
@@ -213,7 +213,7 @@ def explain_paths(model, metadata, paths, methods, options, out, label=None, sha
 def explain_files(model_path, inputs, methods, options, out, label=None, shared_scale=False, echo=print,
                   metrics=False, cut_out=True):
     """The ``explain`` command: collect the images, explain, write, report."""
-    from fruitkeras.prediction import collect_images
+    from fruitkeras.image_files import collect_images
     from fruitkeras.runs import load_model
 
     paths = collect_images(inputs)
