@@ -196,7 +196,25 @@ def evaluate(run_or_model, data, out, batch_size, bn_train_mode, distribute, dev
                  distribute=distribute, devices=devices)
 
 
-from fruitkeras.explain.registry import NAMES as EXPLAIN_METHODS, SMOOTHABLE  # noqa: E402  (no TensorFlow)
+from fruitkeras.explain.registry import NAMES as EXPLAIN_METHODS, OPTIONS, TAKEN_BY  # noqa: E402  (no TensorFlow)
+
+CLICK_TYPES = {"count": click.IntRange(min=1), "count or none": click.IntRange(min=1), "amount": click.FloatRange(min=0),
+               "text": str}
+
+
+def method_options(command):
+    """The options every explanation method declares (``registry.OPTIONS``), as click options of ``command``."""
+    for option in reversed(list(OPTIONS.values())):
+        used = " (" + ", ".join(TAKEN_BY[option.name]) + ")" if len(TAKEN_BY[option.name]) > 1 else ""
+        if option.kind == "flag":
+            flag = f"{option.flag}/--no-{option.flag[2:]}" if option.negatable else option.flag
+            command = click.option(flag, option.name, is_flag=True, default=option.default,
+                                   show_default=option.negatable, help=option.help + used)(command)
+        else:
+            kind = click.Choice(option.kind) if isinstance(option.kind, tuple) else CLICK_TYPES[option.kind]
+            command = click.option(option.flag, option.name, type=kind, default=option.default,
+                                   show_default=option.default is not None, help=option.help + used)(command)
+    return command
 
 
 @main.command()
@@ -206,29 +224,7 @@ from fruitkeras.explain.registry import NAMES as EXPLAIN_METHODS, SMOOTHABLE  # 
 @click.option("--model", "model_arg", type=click.Path(path_type=Path),
               help="Run folder or model file (default: the newest run in runs/).")
 @click.option("--label", help="Class to explain (default: the predicted class).")
-@click.option("--patch", type=click.IntRange(min=1), default=10, show_default=True, help="Occlusion square side (pixels).")
-@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True, help="Occlusion grid step (pixels).")
-@click.option("--fill", default="white", show_default=True,
-              help="Occlusion fill: white, grey, black, mean (training data), a number or r,g,b in [0, 1].")
-@click.option("--delta", is_flag=True,
-              help="Occlusion maps the loss change against the unoccluded image instead of the loss.")
-@click.option("--reduce", type=click.Choice(["max", "l2"]), default="max", show_default=True,
-              help="How gradient maps combine the colour channels.")
-@click.option("--samples", type=click.IntRange(min=1), default=25, show_default=True, help="SmoothGrad noisy copies.")
-@click.option("--smooth", type=click.Choice(SMOOTHABLE), default="gradient", show_default=True,
-              help="The method SmoothGrad averages over noisy copies.")
-@click.option("--noise", type=click.FloatRange(min=0), default=0.15, show_default=True, help="SmoothGrad noise std.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
-              help="Occlusion positions per forward pass (bounds memory).")
-@click.option("--xla/--no-xla", default=True, show_default=True,
-              help="Compile occlusion with XLA: about 0.6 s more for the first map, then 1.7x faster maps.")
-@click.option("--layer", type=click.IntRange(min=1),
-              help="Grad-CAM: the layer whose feature maps are weighed, numbered as in the architecture file "
-                   "(default: the last rectified feature maps: the ReLU after the last convolution).")
-@click.option("--baseline", default="white", show_default=True,
-              help="Integrated Gradients: the starting image's colour, as --fill takes it.")
-@click.option("--steps", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Integrated Gradients: integration steps.")
+@method_options
 @click.option("--shared-scale", is_flag=True, help="One colour scale for every row of the grid figure.")
 @click.option("--metrics", is_flag=True,
               help="Print each map's faithfulness: deletion and insertion AUC, and the rank correlation with the "
@@ -237,8 +233,7 @@ from fruitkeras.explain.registry import NAMES as EXPLAIN_METHODS, SMOOTHABLE  # 
               show_default=True, help="Folder for the figures (.png) and raw maps (.npy).")
 @click.option("--cut-out/--whole-photo", default=True, show_default=True,
               help="Explain an unfamiliar photo as it is guessed: from the fruit cut out of it (GrabCut).")
-def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduce, samples, smooth, noise, batch_size,
-            xla, layer, baseline, steps, shared_scale, metrics, out, cut_out):
+def explain(images, methods, model_arg, label, shared_scale, metrics, out, cut_out, **declared):
     """Explain the model's decision on each image with a heatmap.
 
     IMAGES are files, folders (all their images) or globs.  Writes
@@ -266,9 +261,7 @@ def explain(images, methods, model_arg, label, patch, stride, fill, delta, reduc
     from fruitkeras.explain.report import ExplainOptions, explain_files
 
     chosen = EXPLAIN_METHODS if "all" in methods else tuple(dict.fromkeys(methods))  # keeps order, drops repeats
-    options = ExplainOptions(reduce=reduce, samples=samples, smooth=smooth, noise=noise, patch=patch, stride=stride, fill=fill,
-                             delta=delta, batch_size=batch_size, xla=xla, layer=layer, baseline=baseline, steps=steps,
-                             progress=sys.stdout.isatty())  # a bar for a person watching, not for logs and pipes
+    options = ExplainOptions(**declared, progress=sys.stdout.isatty())  # a bar for a person watching, not for logs
     explain_files(model_path, paths, chosen, options, out, label, shared_scale, echo=click.echo,
                   metrics=metrics, cut_out=cut_out)
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from fruitkeras.errors import FruitkerasError
 from fruitkeras.familiarity import UNFAMILIAR_PHOTO, UNKNOWN_CLASS, plain_words
-from fruitkeras.explain.registry import METHODS as REGISTRY, ExplainOptions
+from fruitkeras.explain.registry import METHODS as REGISTRY, OPTIONS, ExplainOptions
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the page phones nowhere
 
 PREDICTED = "(the predicted class)"
-FILLS = ["white", "grey", "black", "mean"]
+PAGE_OPTIONS = [option for option in OPTIONS.values() if option.page]  # the settings the page shows, in this order
 METHOD_LABELS = {method.label: method.name for method in REGISTRY}  # page label -> method name
 DEFAULT_METHODS = ["gradient", "occlusion"]
 CONCURRENT_REQUESTS = 4  # explanations run side by side: a long occlusion does not hold up other users
@@ -116,6 +116,40 @@ def run_summary(report, model_path):
     return "\n\n".join(lines)
 
 
+def page_control(gr, option):
+    """The page's control for a declared option: a slider for a (lowest, highest, step), else a dropdown of its
+    choices that takes other values too."""
+    if isinstance(option.page[0], str):
+        return gr.Dropdown(list(option.page), value=option.default, allow_custom_value=True, label=option.label)
+    lowest, highest, step = option.page
+    return gr.Slider(lowest, highest, value=option.default, step=step, label=option.label)
+
+
+def with_page_settings(leading):
+    """Makes ``function(*leading inputs, methods, target, values, progress)`` a Gradio callback with one positional
+    parameter per input (Gradio passes inputs by position, as many as the page's settings are) and the progress
+    bar last (Gradio finds it by its parameter's default), so that the settings follow ``PAGE_OPTIONS``."""
+    import inspect
+
+    import gradio as gr
+
+    def wrap(function):
+        count = leading + 2
+
+        def callback(*given):
+            *given, progress = given
+            return function(*given[:count], tuple(given[count:]), progress)
+
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        parameters = [inspect.Parameter(f"input_{i}", kind) for i in range(count + len(PAGE_OPTIONS))]
+        parameters.append(inspect.Parameter("progress", kind, default=gr.Progress()))
+        callback.__signature__ = inspect.Signature(parameters)
+        callback.__name__ = function.__name__
+        return callback
+
+    return wrap
+
+
 def build_page(inspection, work_dir):
     """The Gradio Blocks of the page (not yet launched); each request writes its maps into a new folder in ``work_dir``."""
     import gradio as gr
@@ -127,13 +161,16 @@ def build_page(inspection, work_dir):
         """What a request shows when it has no result: the text in the status line, the outputs emptied."""
         return chosen, text, None, None, None, None
 
-    def explain(path, name, true_class, methods, target, patch, stride, fill, progress):
-        """(chosen, status, preview, top-5, heatmaps, downloads) for one image file; errors go to the status line."""
+    def explain(path, name, true_class, methods, target, values, progress):
+        """(chosen, status, preview, top-5, heatmaps, downloads) for one image file; errors go to the status line.
+        ``values``: the page's settings (``PAGE_OPTIONS``)."""
         chosen = {"path": str(path), "name": name, "true_class": true_class}
         if not methods:
             return message(chosen, "Choose at least one method.")
-        options = ExplainOptions(patch=int(patch), stride=int(stride), fill=fill,
-                                 progress=lambda done, total: progress((done, total), desc="occlusion", unit="positions"))
+        settings = {option.name: int(value) if option.kind == "count" else value
+                    for option, value in zip(PAGE_OPTIONS, values)}  # a slider's value comes as a float
+        options = ExplainOptions(**settings, progress=lambda done, total: progress((done, total), desc="occlusion",
+                                                                                    unit="positions"))
         try:
             result = inspection.explain(path, [METHOD_LABELS[m] for m in methods], options,
                                         folders.new(), None if target == PREDICTED else target,
@@ -147,37 +184,39 @@ def build_page(inspection, work_dir):
         return (chosen, status_line(result), result.image, verdict_text(result) + "\n\n" + top_table(result.top),
                 gallery, downloads)
 
-    def explain_upload(file, methods, target, patch, stride, fill, progress=gr.Progress()):
+    @with_page_settings(leading=1)
+    def explain_upload(file, methods, target, values, progress):
         if file is None:
             return message(None, "No file received.")
-        return explain(file, Path(file).name, None, methods, target, patch, stride, fill, progress)
+        return explain(file, Path(file).name, None, methods, target, values, progress)
 
-    def explain_sample(name, methods, target, patch, stride, fill, progress=gr.Progress()):
+    @with_page_settings(leading=1)
+    def explain_sample(name, methods, target, values, progress):
         if name not in inspection.samples:
             return message(None, f"**Error:** no sample photo '{name}'")
-        return explain(inspection.samples[name], name, inspection.sample_class(name), methods, target, patch, stride,
-                       fill, progress)
+        return explain(inspection.samples[name], name, inspection.sample_class(name), methods, target, values,
+                       progress)
 
-    def explain_test_image(class_name, file_name, methods, target, patch, stride, fill, progress=gr.Progress()):
+    @with_page_settings(leading=2)
+    def explain_test_image(class_name, file_name, methods, target, values, progress):
         try:
             path = inspection.test_image(class_name, file_name)
         except FruitkerasError as error:
             return message(None, f"**Error:** {error}")
-        return explain(path, f"Test/{class_name}/{file_name}", class_name, methods, target, patch, stride, fill,
-                       progress)
+        return explain(path, f"Test/{class_name}/{file_name}", class_name, methods, target, values, progress)
 
-    def explain_random(methods, target, patch, stride, fill, progress=gr.Progress()):
+    @with_page_settings(leading=0)
+    def explain_random(methods, target, values, progress):
         path, class_name = inspection.random_test_image()
-        shown = explain(path, f"Test/{class_name}/{path.name}", class_name, methods, target, patch, stride, fill,
-                        progress)
+        shown = explain(path, f"Test/{class_name}/{path.name}", class_name, methods, target, values, progress)
         files = [p.name for p in inspection.test_images[class_name]]
         return shown + (class_name, gr.update(choices=files, value=path.name))
 
-    def explain_again(chosen, methods, target, patch, stride, fill, progress=gr.Progress()):
+    @with_page_settings(leading=1)
+    def explain_again(chosen, methods, target, values, progress):
         if not chosen:
             return message(None, "Choose an image first.")
-        return explain(chosen["path"], chosen["name"], chosen["true_class"], methods, target, patch, stride, fill,
-                       progress)
+        return explain(chosen["path"], chosen["name"], chosen["true_class"], methods, target, values, progress)
 
     def test_files(class_name):
         return gr.update(choices=[p.name for p in inspection.test_images.get(class_name, [])], value=None)
@@ -212,10 +251,7 @@ def build_page(inspection, work_dir):
                                          elem_id="target")
                     with gr.Accordion("Occlusion settings", open=False):
                         with gr.Row():
-                            patch = gr.Slider(2, 50, value=10, step=1, label="patch (pixels)")
-                            stride = gr.Slider(1, 20, value=1, step=1, label="stride (pixels)")
-                            fill = gr.Dropdown(FILLS, value="white", allow_custom_value=True,
-                                               label="fill (a name, a number or r,g,b in [0, 1])")
+                            controls = [page_control(gr, option) for option in PAGE_OPTIONS]
                     again = gr.Button("Explain again with these settings", variant="primary", elem_id="explain")
                     # The heading stands above the gallery: as the gallery's own label it covered the first title.
                     gr.Markdown("**Heatmaps:** photo | map | overlay")
@@ -241,7 +277,7 @@ def build_page(inspection, work_dir):
                 gr.Dataframe(report.history.round(4), label="Training log (history.csv): one row per epoch, with its timestamp",
                              interactive=False, max_height=400, elem_id="history")
 
-        settings = [methods, target, patch, stride, fill]
+        settings = [methods, target, *controls]
         shown = [chosen, status, preview, top5, heatmaps, downloads]
         upload.upload(explain_upload, [upload] + settings, shown, api_name="explain_upload")
         sample.input(explain_sample, [sample] + settings, shown, api_name="explain_sample")

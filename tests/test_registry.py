@@ -34,34 +34,63 @@ def test_each_entry_gives_options_a_file_tag_and_a_caption(name):
     assert "/" not in method.tag(options) and " " not in method.tag(options)
 
 
-def test_adding_a_method_is_one_module_and_one_line(trained_run, runner, tmp_path, monkeypatch):
-    """A new entry (here: a module-level function of the common signature) reaches the command's files and
-    figures with nothing else edited."""
+BRIGHTNESS_MODULE = """
+import numpy as np
+
+
+def brightness(model, images, labels=None, gain=1.0):
+    return np.asarray(images, np.float32).mean(axis=-1) * gain
+"""
+# The one registry line: a method with an option of its own, shown on the page too.
+BRIGHTNESS_ENTRY = (
+    '    Method("brightness", "brightness", "fruitkeras.explain.brightness:brightness", "mean brightness", '
+    'options=lambda o, mean: {"gain": o.gain}, tag=lambda o: f"g{o.gain:g}", '
+    'declares=(Option("gain", 1.0, "Brightness: its factor.", "amount", page=(0.5, 2.0, 0.5), label="gain"),)),\n')
+USE_IT = """
+import json, sys
+from click.testing import CliRunner
+from fruitkeras.cli import main
+from fruitkeras.webapp import PAGE_OPTIONS
+runner = CliRunner()
+shown = runner.invoke(main, ["explain", "--help"]).output
+made = runner.invoke(main, ["explain", sys.argv[1], "--model", sys.argv[2], "--method", "brightness", "--gain", "2",
+                            "--out", sys.argv[3], "--whole-photo"])
+print(json.dumps({"help": shown, "code": made.exit_code, "output": made.output,
+                  "page": [option.name for option in PAGE_OPTIONS]}))
+"""
+
+
+def test_adding_a_method_and_its_option_is_one_module_and_one_registry_line(trained_run, tmp_path):
+    """A copy of the package with one new module and one line added to the registry, nothing else edited:
+    the command line offers the method and its option, and writes its maps; the page shows the option."""
+    import json
+    import os
+    import shutil
+    import subprocess
     import sys
-    import types
 
-    from fruitkeras.explain import registry
+    from conftest import REPO
 
-    module = types.ModuleType("brightness_method")
-
-    def brightness(model, images, labels=None):
-        return np.asarray(images, np.float32).mean(axis=-1)
-
-    module.brightness = brightness
-    monkeypatch.setitem(sys.modules, "brightness_method", module)
-    entry = registry.Method("brightness", "brightness", "brightness_method:brightness", "mean brightness")
-    monkeypatch.setattr(registry, "METHOD", {**registry.METHOD, "brightness": entry})
-    from fruitkeras.explain import report
-
-    monkeypatch.setattr(report, "METHOD", registry.METHOD)
-    monkeypatch.setattr(report, "NAMES", registry.NAMES + ("brightness",))
-    from fruitkeras.runs import load_model
-
-    model, metadata = load_model(trained_run["model"])
+    package = shutil.copytree(REPO / "fruitkeras", tmp_path / "copy" / "fruitkeras",
+                              ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "explain" / "brightness.py").write_text(BRIGHTNESS_MODULE)
+    registry = (package / "explain" / "registry.py").read_text()
+    end = registry.index(")\nMETHOD = {")
+    (package / "explain" / "registry.py").write_text(registry[:end] + BRIGHTNESS_ENTRY + registry[end:])
     image = next((trained_run["data"] / "Test" / "kiwi").iterdir())
-    explained, written = report.explain_paths(model, metadata, [image], ["brightness"], ExplainOptions(), tmp_path)
-    assert sorted(path.name for path in written) == [f"{image.stem}_brightness-loss.npy", f"{image.stem}_brightness-loss.png"]
-    np.testing.assert_allclose(np.load(tmp_path / f"{image.stem}_brightness-loss.npy"), explained.images[0].mean(axis=-1))
+    out = tmp_path / "maps"
+    result = subprocess.run([sys.executable, "-c", USE_IT, str(image), str(trained_run["run_dir"]), str(out)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=str(tmp_path / "copy"), PYTHONSAFEPATH="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "brightness" in found["help"] and "--gain" in found["help"] and "Brightness: its factor." in found["help"]
+    assert found["code"] == 0, found["output"]
+    assert "gain" in found["page"]
+    from fruitkeras.data import load_image
+
+    written = np.load(out / f"{image.stem}_brightness-g2-loss.npy")
+    np.testing.assert_allclose(written, load_image(image, (32, 32)).mean(axis=-1) * 2, rtol=1e-6)
 
 
 def small_model():
