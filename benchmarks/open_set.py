@@ -111,7 +111,7 @@ def log_sum_exp(logits):
 
 
 def mahalanobis_fit(features, labels):
-    from fruitkeras.familiarity import gaussian
+    from fruitkeras.verdict_checks.photo_typicality import gaussian
 
     means = np.stack([features[labels == k].mean(axis=0) for k in range(labels.max() + 1)])
     _, precision = gaussian(features - means[labels])
@@ -215,7 +215,8 @@ def measure_model(run_dir, test, sets, realworld, data):
 
 def measure_methods(run_dir, train_split, train_rows, test, sets):
     """{method: {set: (AUROC, accepted share)}} at 99% Test acceptance, and the shipped verdict's shares."""
-    from fruitkeras.familiarity import KNOWN, verdict
+    from fruitkeras.familiarity import KNOWN
+    from fruitkeras.verdict_checks import CHECKS
     from fruitkeras.runs import load_model
 
     model, metadata = load_model(Path(run_dir) / "model.keras")
@@ -230,22 +231,19 @@ def measure_methods(run_dir, train_split, train_rows, test, sets):
 
     def scores(images):
         features, logits = penultimate_and_logits(model, images)
-        typicality, similarity = familiarity.scores(model, images)
+        shipped_tests = familiarity.scores(model, images)  # each of the verdict's tests, its row from the registry
         return {
             "max-softmax": np.exp(logits.max(axis=1) - log_sum_exp(logits)),
             "max-logit": logits.max(axis=1),
             "energy (log-sum-exp of the logits)": log_sum_exp(logits),
             "Mahalanobis (penultimate, class means, shared covariance)": mahalanobis_score(features, means, precision),
             "outlier exposure (head only, synthetic outliers)": head(features),
-            "photo typicality (block summaries, one Gaussian)": typicality,
-            "familiarity: nearest training photo (cosine, penultimate)": similarity,
+            **{check.label: shipped_tests[check.name] for check, _ in CHECKS},
         }
 
-    def known_share(scored):  # the shipped verdict, from the two scores already computed
-        pairs = zip(scored["photo typicality (block summaries, one Gaussian)"],
-                    scored["familiarity: nearest training photo (cosine, penultimate)"])
-        return float(np.mean([verdict(t, f, familiarity.photo_threshold, familiarity.familiarity_threshold) == KNOWN
-                              for t, f in pairs]))
+    def known_share(scored):  # the shipped verdict, from its tests' scores already computed
+        verdicts = familiarity.verdicts_of({check.name: scored[check.label] for check, _ in CHECKS})
+        return float(np.mean([v == KNOWN for v in verdicts]))
 
     inside = scores(test[0])
     table = {method: {} for method in inside}
@@ -360,7 +358,9 @@ def main():
     print(args.out.read_text())
     if table is None:
         return
-    ours = table["familiarity: nearest training photo (cosine, penultimate)"]["unseen classes"][1]
+    from fruitkeras.verdict_checks.nearest_photo import NearestTrainingPhoto
+
+    ours = table[NearestTrainingPhoto.label]["unseen classes"][1]
     baseline = table["max-softmax"]["unseen classes"][1]
     print(f"unseen-class photos accepted at 99% Test acceptance: familiarity {ours:.1%}, max-softmax {baseline:.1%}; "
           f"ratio {ours / baseline:.2f} (lower is better)")

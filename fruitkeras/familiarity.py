@@ -1,33 +1,24 @@
 """The verdict that comes with every prediction: ``known``, ``unknown class`` or ``unfamiliar photo``.
 
-Two statistics of a trained model, fitted on its Training photos only and
-stored in the run folder (``familiarity.npz``):
+The verdict's tests (``fruitkeras.verdict_checks``: the photo test, then the
+class test) are fitted on a trained model's Training photos only and stored
+in the run folder (``familiarity.npz``), each test's arrays and threshold
+under its name.  A photo's verdict is the ``rejects_as`` of the first test
+whose score is below its threshold, else ``known``; the familiarity shown with
+it is the class test's score.
 
-* **photo typicality**: how typical the photo's low-level statistics are of the
-  training photos, whatever their class.  Each block's feature maps are
-  summarised by the mean and standard deviation of every channel (at every
-  layer that shrinks the image: the input of a strided convolution, of a
-  pooling or of the flattening), and one Gaussian (shrunk covariance) is fitted
-  over those summaries; the score is minus the squared Mahalanobis distance.
-  A scene, a cluttered table or noise is far from a single fruit on white.
-* **familiarity**: the cosine similarity between the photo's penultimate
-  features (the input of the classifier layer) and those of the nearest
-  training photo; 1 is a copy of a training photo.  A fruit of a class the
-  model never saw is far from all of them, although it is a studio photo.
-
-Both are fitted on the training photos as they are; the thresholds accept
-``ACCEPTED_SHARE`` of held-out training photos: the run's validation share,
-seen through the run's own training augmentation less what takes a photo out
-of the studio (backgrounds, copies, camera effects: ``augmentation.studio_settings``).
-A model trained on composited photos must still call a scene unfamiliar:
-calibrated on composited photos, its thresholds accepted most real photos and
-most photos of no fruit at all, and it is right on few of them.
-Fruits-360's validation frames are near-copies of training frames (consecutive
-frames of one rotating fruit), and a threshold set on them as they are turns
-away about one Test photo in ten; the augmentation stands for the difference
-between two photos of the same fruit that training promises to bridge.
-``docs/real-photos.md`` compares this choice with max-softmax, max-logit,
-energy and Mahalanobis scores, measured by ``benchmarks/open_set.py``.
+The thresholds together accept ``ACCEPTED_SHARE`` of held-out training photos:
+the run's validation share, seen through the run's own training augmentation
+less what takes a photo out of the studio (backgrounds, copies, camera effects:
+``augmentation.studio_settings``).  A model trained on composited photos must
+still call a scene unfamiliar: calibrated on composited photos, its thresholds
+accepted most real photos and most photos of no fruit at all, and it is right
+on few of them.  Fruits-360's validation frames are near-copies of training
+frames (consecutive frames of one rotating fruit), and a threshold set on them
+as they are turns away about one Test photo in ten; the augmentation stands for
+the difference between two photos of the same fruit that training promises to
+bridge.  ``docs/real-photos.md`` compares this choice with max-softmax,
+max-logit, energy and Mahalanobis scores, measured by ``benchmarks/open_set.py``.
 """
 
 import hashlib
@@ -42,38 +33,29 @@ import numpy as np
 from fruitkeras.errors import FruitkerasError
 from fruitkeras.files import replaced_atomically
 
-KNOWN = "known"
-UNKNOWN_CLASS = "unknown class"
-UNFAMILIAR_PHOTO = "unfamiliar photo"
-NOT_AVAILABLE = "not available"
-VERDICTS = (KNOWN, UNKNOWN_CLASS, UNFAMILIAR_PHOTO, NOT_AVAILABLE)
+from fruitkeras.verdict_checks import CHECKS
+from fruitkeras.verdict_checks.words import KNOWN, NOT_AVAILABLE, UNFAMILIAR_PHOTO, UNKNOWN_CLASS, VERDICTS  # noqa: F401
 
-ACCEPTED_SHARE = 0.99  # of held-out in-distribution photos, by both thresholds together
-# The photo test's part of the rejections; the familiarity test gets the rest.  Chosen on the development sets
-# (docs/real-photos.md): the photo test separates scenes by a wide margin, and the familiarity test needs the
-# room, as unseen classes are near the threshold.  At 0.5, 9.5% of unseen-class photos were accepted, at 0.2
-# 6.4%, with the same real photos answered from their cut-outs; at 0.1 fewer of those were.
-PHOTO_SHARE_OF_REJECTIONS = 0.2
-SHRINKAGE = 1e-3  # of the covariance towards its mean variance: the summaries have near-constant channels
-BANK_SCALE = 127  # the normalised features are stored as int8: a similarity error under 0.01
+ACCEPTED_SHARE = 0.99  # of held-out in-distribution photos, by all the tests together
 CALIBRATION_STREAM = 2  # the seed offset of the calibration augmentation (training uses seed, precise BN seed + 1)
 BATCH = 256
+# The shipped run's file predates the tests' own names for their arrays.
+OLD_NAMES = {"photo_mean": "photo.mean", "photo_precision": "photo.precision", "photo_threshold": "photo.threshold",
+             "bank": "familiarity.bank", "familiarity_threshold": "familiarity.threshold"}
+CLASS_TEST = "familiarity"  # the test whose score every answer shows as its familiarity
 
 
 @dataclass
 class Familiarity:
-    """A model's fitted verdict statistics (``fit``) and what they say of images (``verdicts``)."""
+    """A model's fitted verdict tests (``fit``) and what they say of images (``verdicts``)."""
 
-    photo_mean: np.ndarray  # (D,) the mean block summary of the training photos
-    photo_precision: np.ndarray  # (D, D) the inverse of their shrunk covariance
-    photo_threshold: float  # photo typicality below this: an unfamiliar photo
-    bank: np.ndarray  # (M, K) int8: the training photos' normalised penultimate features
-    familiarity_threshold: float  # familiarity below this: an unknown class
+    states: dict  # test name -> its fitted arrays
+    thresholds: dict  # test name -> a score below it fails the test
     details: dict = field(default_factory=dict)  # how and on what it was fitted
 
     def scores(self, model, images):
-        """(photo typicality, familiarity) of float images (N, H, W, 3), each (N,)."""
-        return self._scores_and_probabilities(model, images)[:2]
+        """{test name: its score of each of float images (N, H, W, 3)}."""
+        return self._scores_and_probabilities(model, images)[0]
 
     def verdicts(self, model, images):
         """[(verdict, familiarity)] for each image."""
@@ -81,17 +63,25 @@ class Familiarity:
 
     def verdicts_and_probabilities(self, model, images):
         """([(verdict, familiarity)] for each image, their class probabilities (N, classes)): one forward pass."""
-        typicality, familiarity, probabilities = self._scores_and_probabilities(model, images)
-        return [(verdict(t, f, self.photo_threshold, self.familiarity_threshold), float(f))
-                for t, f in zip(typicality, familiarity)], probabilities
+        scores, probabilities = self._scores_and_probabilities(model, images)
+        return list(zip(self.verdicts_of(scores), (float(f) for f in scores[CLASS_TEST]))), probabilities
+
+    def verdicts_of(self, scores):
+        """The verdict of each image from its tests' scores ({test name: (N,)}): the first test failed decides."""
+        count = len(next(iter(scores.values())))
+        found = [KNOWN] * count
+        for check, _ in reversed(CHECKS):  # the earlier test overwrites: it is applied first
+            failed = np.asarray(scores[check.name]) < self.thresholds[check.name]
+            found = [check.rejects_as if fail else verdict for verdict, fail in zip(found, failed)]
+        return found
 
     def _scores_and_probabilities(self, model, images):
         summaries, features, probabilities = image_features(model, images)
-        if summaries.shape[1] != len(self.photo_mean) or features.shape[1] != self.bank.shape[1]:
+        if not all(check.fits(self.states[check.name], summaries, features) for check, _ in CHECKS):
             raise FruitkerasError("the familiarity statistics do not fit this model's layers; "
                                   "fit them again (fruitkeras fit-familiarity RUN)")
-        return (photo_typicality(summaries, self.photo_mean, self.photo_precision),
-                nearest_similarity(features, self.bank), probabilities)
+        return {check.name: check.score(self.states[check.name], summaries, features) for check, _ in CHECKS}, \
+            probabilities
 
 
 def plain_words(verdict, top_class):
@@ -107,15 +97,6 @@ def plain_words(verdict, top_class):
         NOT_AVAILABLE: f"The top class is {top_class}; this run has no familiarity statistics to judge it "
                        "(fruitkeras fit-familiarity RUN fits them).",
     }[verdict]
-
-
-def verdict(typicality, familiarity, photo_threshold, familiarity_threshold):
-    """The verdict of one image's two scores: the photo is judged before the class."""
-    if typicality < photo_threshold:
-        return UNFAMILIAR_PHOTO
-    if familiarity < familiarity_threshold:
-        return UNKNOWN_CLASS
-    return KNOWN
 
 
 def _summaries_and_features(layers):
@@ -148,44 +129,23 @@ def image_features(model, images):
     return tuple(np.concatenate([np.asarray(part[k]) for part in parts]) for k in range(3))
 
 
-def photo_typicality(summaries, mean, precision):
-    """Minus the squared Mahalanobis distance of each summary to the training photos' Gaussian."""
-    centred = np.asarray(summaries, dtype=np.float64) - mean
-    return -np.einsum("ij,jk,ik->i", centred, precision, centred)
-
-
-def nearest_similarity(features, bank, chunk=4096):
-    """The cosine similarity of each normalised feature vector to its nearest vector in the int8 bank."""
-    features = np.asarray(features, dtype=np.float32)
-    best = np.full(len(features), -1.0, dtype=np.float32)
-    for start in range(0, len(bank), chunk):
-        part = bank[start : start + chunk].astype(np.float32) / BANK_SCALE
-        part /= np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
-        best = np.maximum(best, (features @ part.T).max(axis=1))
-    return best
-
-
-def gaussian(summaries):
-    """(mean, precision) of the summaries, the covariance shrunk towards its mean variance."""
-    summaries = np.asarray(summaries, dtype=np.float64)
-    mean = summaries.mean(axis=0)
-    centred = summaries - mean
-    covariance = centred.T @ centred / max(len(summaries) - 1, 1)
-    scale = max(float(np.trace(covariance)) / len(covariance), 1e-12)
-    covariance = (1 - SHRINKAGE) * covariance + SHRINKAGE * scale * np.eye(len(covariance))
-    return mean, np.linalg.inv(covariance)
-
-
-def thresholds(typicality, familiarity, accepted_share=ACCEPTED_SHARE):
-    """(photo threshold, familiarity threshold) that together accept ``accepted_share`` of these
-    in-distribution scores: ``PHOTO_SHARE_OF_REJECTIONS`` of the rejections to the photo test, which is
-    applied first, the rest to the familiarity test."""
+def thresholds(scores, accepted_share=ACCEPTED_SHARE):
+    """{test name: threshold} that together accept ``accepted_share`` of these in-distribution scores ({test name:
+    (N,)}): each test but the last rejects its share of the rejections (``CHECKS``), the last enough of the
+    photos the others keep to reach the total."""
     rejected = 1.0 - accepted_share
-    photo = float(np.quantile(typicality, rejected * PHOTO_SHARE_OF_REJECTIONS))
-    kept = familiarity[typicality >= photo]
-    # Of the photos the first test keeps, the second rejects enough to reach the total.
-    share_left = 1.0 - accepted_share / max(len(kept) / len(familiarity), accepted_share)
-    return photo, float(np.quantile(kept, min(max(share_left, 0.0), 1.0)))
+    kept = None
+    found = {}
+    for check, share in CHECKS:
+        values = np.asarray(scores[check.name])
+        kept = np.ones(len(values), dtype=bool) if kept is None else kept
+        if share is not None:
+            found[check.name] = float(np.quantile(values, rejected * share))
+            kept &= values >= found[check.name]
+            continue
+        share_left = 1.0 - accepted_share / max(kept.mean(), accepted_share)
+        found[check.name] = float(np.quantile(values[kept], min(max(share_left, 0.0), 1.0)))
+    return found
 
 
 def _split_features(model, split, rows, augmenter=None, seed=0):
@@ -207,8 +167,8 @@ def _split_features(model, split, rows, augmenter=None, seed=0):
 
 
 def fit(model, split, train_rows, validation_rows, augmentation=None, seed=0):
-    """Fit the verdict's statistics on a decoded Training split: the Gaussian and the bank on ``train_rows`` as
-    they are, the thresholds on ``validation_rows`` seen through the ``augmentation`` settings (training's own),
+    """Fit the verdict's tests on a decoded Training split: each test's statistics on ``train_rows`` as they
+    are, the thresholds on ``validation_rows`` seen through the ``augmentation`` settings (training's own),
     the studio's share of them.
 
     A run without a validation share lends a tenth of its training rows (in blocks of 10 frames) for the
@@ -225,44 +185,45 @@ def fit(model, split, train_rows, validation_rows, augmentation=None, seed=0):
     if not len(validation_rows) or not len(train_rows):
         raise FruitkerasError("too few training images to fit the familiarity statistics")
     summaries, features = _split_features(model, split, train_rows)
-    mean, precision = gaussian(summaries)
-    bank = np.round(features * BANK_SCALE).astype(np.int8)
+    states = {check.name: check.fit(summaries, features) for check, _ in CHECKS}
     augmenter = make_augmenter(studio_settings(augmentation))
     calibration = _split_features(model, split, validation_rows, augmenter, seed + CALIBRATION_STREAM)
-    typicality = photo_typicality(calibration[0], mean, precision)
-    familiarity = nearest_similarity(calibration[1], bank)
-    photo_threshold, familiarity_threshold = thresholds(typicality, familiarity)
+    scores = {check.name: check.score(states[check.name], *calibration) for check, _ in CHECKS}
     details = {
         "fitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "training_photos": int(len(train_rows)),
         "calibration_photos": int(len(validation_rows)),
         "calibration_augmented": augmenter is not None,
         "accepted_share": ACCEPTED_SHARE,
-        "photo_share_of_rejections": PHOTO_SHARE_OF_REJECTIONS,
+        "shares_of_rejections": {check.name: share for check, share in CHECKS},
     }
-    return Familiarity(mean, precision, photo_threshold, bank, familiarity_threshold, details)
+    return Familiarity(states, thresholds(scores), details)
 
 
 def save(familiarity, path, model_path):
     """Write the statistics next to the model they belong to (``model_path``'s checksum is kept with them)."""
     path = Path(path)
     details = dict(familiarity.details, model_sha256=_checksum(model_path))
+    arrays = {}
+    for check, _ in CHECKS:
+        arrays.update({f"{check.name}.{key}": value for key, value in check.stored(familiarity.states[check.name]).items()})
+        arrays[f"{check.name}.threshold"] = np.float64(familiarity.thresholds[check.name])
     with replaced_atomically(path) as temporary:
-        np.savez_compressed(temporary, photo_mean=familiarity.photo_mean.astype(np.float32),
-                            photo_precision=familiarity.photo_precision.astype(np.float32),
-                            photo_threshold=np.float64(familiarity.photo_threshold), bank=familiarity.bank,
-                            familiarity_threshold=np.float64(familiarity.familiarity_threshold),
-                            details=np.array(json.dumps(details)))
+        np.savez_compressed(temporary, details=np.array(json.dumps(details)), **arrays)
 
 
 def load(path, model_path=None):
     """The statistics in ``path``; with ``model_path``, refused (FruitkerasError) when fitted for another model."""
     try:
         with np.load(path, allow_pickle=False) as stored:
-            familiarity = Familiarity(stored["photo_mean"].astype(np.float64),
-                                      stored["photo_precision"].astype(np.float64),
-                                      float(stored["photo_threshold"]), stored["bank"],
-                                      float(stored["familiarity_threshold"]), json.loads(str(stored["details"])))
+            arrays = {OLD_NAMES.get(key, key): stored[key] for key in stored.files}
+        states, found = {}, {}
+        for check, _ in CHECKS:
+            prefix = check.name + "."
+            mine = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+            found[check.name] = float(mine.pop("threshold"))
+            states[check.name] = check.restored(mine)
+        familiarity = Familiarity(states, found, json.loads(str(arrays["details"])))
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         raise FruitkerasError(f"{path}: not a readable familiarity file (damaged or cut short); "
                               f"fit it again: fruitkeras fit-familiarity {Path(path).parent} --force") from None

@@ -18,6 +18,8 @@ from conftest import RECIPE_TINY, draw_fruit, make_image_folders
 from fruitkeras import familiarity
 from fruitkeras.cli import main
 from fruitkeras.run_folder import FAMILIARITY_FILE
+from fruitkeras.verdict_checks import CHECKS
+from fruitkeras.verdict_checks.nearest_photo import BANK_SCALE
 
 WHEEL = {"red": (220, 30, 30), "yellow": (220, 200, 30), "green": (40, 180, 40), "cyan": (30, 180, 200),
          "blue": (40, 50, 210), "magenta": (200, 40, 190)}
@@ -65,8 +67,10 @@ def verdicts(run, images):
 def test_training_stores_the_statistics_with_the_run(wheel_run):
     stored = familiarity.load(wheel_run["run_dir"] / FAMILIARITY_FILE, wheel_run["run_dir"] / "model.keras")
     assert stored.details["training_photos"] + stored.details["calibration_photos"] == 6 * 24
-    assert stored.bank.shape == (stored.details["training_photos"], 16)  # the penultimate layer's 16 units
-    assert stored.bank.dtype == np.int8
+    bank = stored.states["familiarity"]["bank"]
+    assert bank.shape == (stored.details["training_photos"], 16)  # the penultimate layer's 16 units
+    assert bank.dtype == np.int8
+    assert set(stored.thresholds) == {check.name for check, _ in CHECKS}
 
 
 def test_the_bank_is_the_training_rows_and_the_thresholds_come_from_the_held_out_rest(wheel_run):
@@ -84,10 +88,10 @@ def test_the_bank_is_the_training_rows_and_the_thresholds_come_from_the_held_out
     stored = wheel_run["familiarity"]
     images = split.images[train_rows].astype(np.float32) * np.float32(datalib.PIXEL_SCALE)  # as the fit scales
     _, features, _ = familiarity.image_features(wheel_run["model"], images)
-    np.testing.assert_array_equal(stored.bank, np.round(features * familiarity.BANK_SCALE).astype(np.int8))
+    np.testing.assert_array_equal(stored.states["familiarity"]["bank"],
+                                  np.round(features * BANK_SCALE).astype(np.int8))
     refitted = familiarity.fit(wheel_run["model"], split, train_rows, validation_rows, settings["augmentation"], 0)
-    assert (refitted.photo_threshold, refitted.familiarity_threshold) == (stored.photo_threshold,
-                                                                          stored.familiarity_threshold)
+    assert refitted.thresholds == stored.thresholds
 
 
 def test_a_new_photo_of_a_trained_class_is_known(wheel_run):
@@ -112,11 +116,12 @@ def test_noise_and_a_cluttered_scene_are_unfamiliar_photos(wheel_run):
 def test_the_thresholds_accept_the_share_of_held_out_photos():
     rng = np.random.default_rng(0)
     typicality, similarity = rng.normal(size=10_000), rng.normal(size=10_000)
-    photo, known = familiarity.thresholds(typicality, similarity)
-    accepted = (typicality >= photo) & (similarity >= known)
+    found = familiarity.thresholds({"photo": typicality, "familiarity": similarity})
+    accepted = (typicality >= found["photo"]) & (similarity >= found["familiarity"])
     assert abs(accepted.mean() - familiarity.ACCEPTED_SHARE) < 0.001
-    rejected_by_photo = (1 - familiarity.ACCEPTED_SHARE) * familiarity.PHOTO_SHARE_OF_REJECTIONS
-    assert abs((typicality < photo).mean() - rejected_by_photo) < 0.0005
+    [photo_share] = [share for check, share in CHECKS if check.name == "photo"]
+    rejected_by_photo = (1 - familiarity.ACCEPTED_SHARE) * photo_share
+    assert abs((typicality < found["photo"]).mean() - rejected_by_photo) < 0.0005
 
 
 def test_fit_familiarity_refits_an_old_run_to_the_same_statistics(wheel_run, tmp_path, runner):
@@ -134,9 +139,8 @@ def test_fit_familiarity_refits_an_old_run_to_the_same_statistics(wheel_run, tmp
     result = runner.invoke(main, ["fit-familiarity", str(old), "--data", str(data)])
     assert result.exit_code == 0, result.output
     refitted, trained = (familiarity.load(folder / FAMILIARITY_FILE) for folder in (old, wheel_run["run_dir"]))
-    assert refitted.photo_threshold == trained.photo_threshold
-    assert refitted.familiarity_threshold == trained.familiarity_threshold
-    np.testing.assert_array_equal(refitted.bank, trained.bank)
+    assert refitted.thresholds == trained.thresholds
+    np.testing.assert_array_equal(refitted.states["familiarity"]["bank"], trained.states["familiarity"]["bank"])
 
     again = runner.invoke(main, ["fit-familiarity", str(old)])
     assert again.exit_code != 0 and "--force" in again.output and "Traceback" not in again.output
@@ -280,3 +284,80 @@ def test_a_damaged_familiarity_file_is_a_one_line_error(trained_run, tmp_path, r
     refit = runner.invoke(main, ["fit-familiarity", str(run), "--data", str(trained_run["data"]), "--force"])
     assert refit.exit_code == 0, refit.output
     assert runner.invoke(main, ["predict", str(trained_run["data"] / "Test" / "kiwi"), "--model", str(run)]).exit_code == 0
+
+
+LOUDEST_MODULE = """
+import numpy as np
+
+from fruitkeras.verdict_checks.words import UNKNOWN_CLASS
+
+
+class Loudest:
+    name = "loudest"
+    label = "loudest block summary"
+    rejects_as = UNKNOWN_CLASS
+
+    def fit(self, summaries, features):
+        return {"top": np.abs(summaries).max(axis=0)}
+
+    def score(self, state, summaries, features):
+        return -np.abs(summaries).max(axis=1)
+
+    def fits(self, state, summaries, features):
+        return summaries.shape[1] == len(state["top"])
+
+    def stored(self, state):
+        return dict(state)
+
+    def restored(self, arrays):
+        return dict(arrays)
+"""
+USE_THE_TEST = """
+import json, sys
+import numpy as np
+from click.testing import CliRunner
+from fruitkeras import familiarity
+from fruitkeras.cli import main
+from fruitkeras.verdict_checks import CHECKS
+runner = CliRunner()
+fitted = runner.invoke(main, ["fit-familiarity", sys.argv[1], "--force"])
+with np.load(sys.argv[1] + "/familiarity.npz") as stored:
+    keys = sorted(stored.files)
+answered = runner.invoke(main, ["predict", sys.argv[2], "--model", sys.argv[1], "--format", "json"])
+loaded = familiarity.load(sys.argv[1] + "/familiarity.npz")
+only_it_fails = loaded.verdicts_of({"loudest": [-np.inf], "photo": [np.inf], "familiarity": [np.inf]})
+print(json.dumps({"fitted": [fitted.exit_code, fitted.output], "keys": keys, "answered": answered.exit_code,
+                  "verdicts": [p["verdict"] for p in json.loads(answered.stdout)], "only_it_fails": only_it_fails,
+                  "labels": [check.label for check, _ in CHECKS], "thresholds": sorted(loaded.thresholds)}))
+"""
+
+
+def test_adding_a_verdict_test_is_one_module_and_one_registry_line(trained_run, tmp_path):
+    """A copy of the package with one new test module and one line in ``verdict_checks.ENTRIES``: fit-familiarity
+    fits and stores it, predict answers with it, the verdict it gives when it alone fails is its own, and the
+    open-set benchmark's rows (the tests' labels) list it."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO, copy_run
+
+    package = shutil.copytree(REPO / "fruitkeras", tmp_path / "copy" / "fruitkeras",
+                              ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "verdict_checks" / "loudest.py").write_text(LOUDEST_MODULE)
+    registry = (package / "verdict_checks" / "__init__.py").read_text()
+    line = '    ("photo_typicality:PhotoTypicality", 0.2),\n'
+    assert line in registry
+    (package / "verdict_checks" / "__init__.py").write_text(
+        registry.replace(line, line + '    ("loudest:Loudest", 0.3),\n'))
+    run = copy_run(trained_run["run_dir"], tmp_path / "run")
+    result = subprocess.run([sys.executable, "-c", USE_THE_TEST, str(run), str(trained_run["data"] / "Test")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=str(tmp_path / "copy"), PYTHONSAFEPATH="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["fitted"][0] == 0, found["fitted"][1]
+    assert {"loudest.top", "loudest.threshold", "photo.threshold", "familiarity.bank"} <= set(found["keys"])
+    assert found["answered"] == 0 and len(found["verdicts"]) == 15
+    assert found["only_it_fails"] == [familiarity.UNKNOWN_CLASS]
+    assert "loudest block summary" in found["labels"] and found["thresholds"] == ["familiarity", "loudest", "photo"]
