@@ -20,9 +20,9 @@ Usage:
 """
 
 import argparse
+import contextlib
 import json
 import shutil
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -49,6 +49,28 @@ def run_minutes(run_dir):
     record = json.loads((run_dir / "run.json").read_text())
     started, finished = (datetime.fromisoformat(record[key]) for key in ("started", "finished"))
     return (finished - started).total_seconds() / 60
+
+
+def train_into(log, architecture, run_dir, resume, data, seed, epochs):
+    """One run, trained in this process (TensorFlow imported once for all runs), its epoch lines into ``log``;
+    returns None, or what stopped it (the run stays resumable)."""
+    import keras
+
+    from fruitkeras.errors import FruitkerasError
+    from fruitkeras.training import train
+
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        try:
+            if resume:
+                train(architecture, run_dir=run_dir, resume=True, epochs=epochs)
+            else:
+                train(architecture, data=data, run_dir=run_dir, seed=seed, epochs=epochs)
+        except FruitkerasError as error:  # an interrupted run's message says how it continues
+            print(f"error: {error}", flush=True)
+            return str(error)
+        finally:
+            keras.backend.clear_session()  # each run's graphs and models released before the next
+    return None
 
 
 def main():
@@ -78,18 +100,13 @@ def main():
         resume = (run_dir / "run.json").exists()
         print(f"[{number}/{len(unique)}] {name} ({architecture}, seed {seed}){' resumed' if resume else ''}; "
               f"about {left:.0f} min left for the remaining runs", flush=True)
-        command = [sys.executable, "-m", "fruitkeras.cli", "train", str(architecture), "--run-dir", str(run_dir),
-                   "--quiet"]
-        command += ["--resume"] if resume else ["--data", args.data, "--seed", str(seed)]
-        if args.epochs:
-            command += ["--epochs", str(args.epochs)]
         started = time.perf_counter()
         with open(args.runs_dir / f"{name}.log", "a") as log:
-            status = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
-        if status != 0:
-            print(f"{name}: stopped with exit code {status} (see {args.runs_dir / name}.log); run this command "
-                  "again to continue", flush=True)
-            sys.exit(status)
+            problem = train_into(log, architecture, run_dir, resume, args.data, seed, args.epochs)
+        if problem:
+            print(f"{name}: stopped: {problem} (see {args.runs_dir / name}.log); run this command again to "
+                  "continue", flush=True)
+            sys.exit(1)
         print(f"  done in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 
     from fruitkeras.comparison import compare_runs
