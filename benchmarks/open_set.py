@@ -27,7 +27,6 @@ Usage:
 
 import argparse
 import csv
-import json
 import subprocess
 import sys
 import tempfile
@@ -329,7 +328,6 @@ def main():
 
     _, metadata = load_model(runs[0] / "model.keras")
     size = tuple(metadata["input_size"])
-    record = json.loads((runs[0] / "run.json").read_text())
     test_split = datalib.read_split(args.data / datalib.TEST_SPLIT, size)
     datalib.relabel(test_split, metadata["class_names"])
     test = (test_split.images.astype(np.float32) / 255, test_split.labels)
@@ -343,9 +341,9 @@ def main():
 
     table = shipped = None
     if not args.models_only:
-        train_split = datalib.read_split(args.data / datalib.TRAIN_SPLIT, size)
-        datalib.relabel(train_split, metadata["class_names"])
-        train_rows, _ = datalib.split_validation(train_split, 0.1, record["seed"], 10)
+        from fruitkeras.training import trained_split
+
+        _, train_split, train_rows, _ = trained_split(runs[0], args.data, metadata["class_names"], size)
         table, shipped = measure_methods(runs[0], train_split, train_rows, test, sets)
         del train_split
 

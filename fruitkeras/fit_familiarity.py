@@ -17,9 +17,9 @@ def fit_run(run_dir, data=None, force=False, echo=print):
     """The ``fit-familiarity`` command: fit a finished run's statistics on its own Training data (the run's
     seed, sample limit, validation share and augmentation) and write them into the run folder."""
     from fruitkeras import data as datalib
-    from fruitkeras.architecture import load_architecture, with_overrides
-    from fruitkeras.run_folder import ARCHITECTURE_COPY, FAMILIARITY_FILE, MODEL_FILE, RUN_FILE
+    from fruitkeras.run_folder import FAMILIARITY_FILE, MODEL_FILE, RUN_FILE
     from fruitkeras.runs import load_model
+    from fruitkeras.training import trained_split
 
     run_dir = Path(run_dir)
     model_path, out = run_dir / MODEL_FILE, run_dir / FAMILIARITY_FILE
@@ -31,20 +31,12 @@ def fit_run(run_dir, data=None, force=False, echo=print):
         record = json.loads((run_dir / RUN_FILE).read_text())
     except (OSError, ValueError) as error:
         raise FruitkerasError(f"{run_dir / RUN_FILE}: unreadable run record ({error})") from None
-    architecture = with_overrides(load_architecture(run_dir / ARCHITECTURE_COPY), record.get("overrides"))
     data_root = datalib.resolve_data_dir(data) if data else Path(record["data"])
-    if not (data_root / datalib.TRAIN_SPLIT).is_dir():
-        raise FruitkerasError(f"{data_root / datalib.TRAIN_SPLIT}: no such folder; name the run's data with --data")
     model, metadata = load_model(model_path, familiarity=False)  # the stored ones may be the damaged ones
     seed = record.get("seed", 0)
-    listed = datalib.scan_split(data_root / datalib.TRAIN_SPLIT, record.get("limit_per_class"), seed)
-    datalib.check_same_classes(metadata["class_names"], listed.class_names, "the model",
-                               f"{data_root / datalib.TRAIN_SPLIT}/")
-    split = datalib.decode_split(listed, tuple(metadata["input_size"]))
-    datalib.relabel(split, metadata["class_names"])
+    architecture, split, train_rows, validation_rows = trained_split(run_dir, data_root, metadata["class_names"],
+                                                                     metadata["input_size"])
     settings = architecture.training
-    train_rows, validation_rows = datalib.split_validation(split, settings["validation_split"], seed,
-                                                           settings["validation_block"])
     familiarity = fit(model, split, train_rows, validation_rows, settings["augmentation"], seed)
     save(familiarity, out, model_path)
     echo(f"wrote {out}: fitted on {familiarity.details['training_photos']} training photos, thresholds on "

@@ -382,6 +382,29 @@ def _finish(model, architecture, split, train_rows, val_rows, seed, record, run_
     _write_record(run_dir, record)
 
 
+def trained_split(run_dir, data_root, class_names, size):
+    """A finished run's Training split as it was trained: the run's seed, sample limit and overrides, its
+    validation share carved as training carved it.  Returns (architecture with the overrides, decoded split
+    labelled in ``class_names``' order, training rows, validation rows)."""
+    run_dir, data_root = Path(run_dir), Path(data_root)
+    try:
+        record = json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise FruitkerasError(f"{run_dir / RUN_FILE}: unreadable run record ({error})") from None
+    architecture = with_overrides(load_architecture(run_dir / ARCHITECTURE_COPY), record.get("overrides"))
+    if not (data_root / datalib.TRAIN_SPLIT).is_dir():
+        raise FruitkerasError(f"{data_root / datalib.TRAIN_SPLIT}: no such folder; name the run's data with --data")
+    seed = record.get("seed", 0)
+    listed = datalib.scan_split(data_root / datalib.TRAIN_SPLIT, record.get("limit_per_class"), seed)
+    datalib.check_same_classes(class_names, listed.class_names, "the model", f"{data_root / datalib.TRAIN_SPLIT}/")
+    split = decode_cached(listed, tuple(size), quiet=True)
+    datalib.relabel(split, class_names)
+    settings = architecture.training
+    train_rows, validation_rows = datalib.split_validation(split, settings["validation_split"], seed,
+                                                           settings["validation_block"])
+    return architecture, split, train_rows, validation_rows
+
+
 def backed_up_epochs(backup_dir):
     """How many epochs the backup of an unfinished run holds (``keras.callbacks.BackupAndRestore``'s record)."""
     try:
