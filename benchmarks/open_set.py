@@ -94,12 +94,11 @@ def _composite(image, rng):
 def penultimate_and_logits(model, images, batch=256):
     import tensorflow as tf
 
-    from fruitkeras.forward import run_layers
+    from fruitkeras.forward import in_batches, run_layers
 
     layers = list(model.layers)
     body = tf.function(lambda x: run_layers(layers[:-1], x))
-    features = np.concatenate([np.asarray(body(tf.constant(images[i : i + batch])))
-                               for i in range(0, len(images), batch)]).astype(np.float64)
+    features = in_batches(lambda x: body(tf.constant(x)), batch, images).astype(np.float64)
     kernel, bias = (np.asarray(w, dtype=np.float64) for w in layers[-1].weights)
     return features, features @ kernel + bias
 

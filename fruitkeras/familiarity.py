@@ -121,12 +121,10 @@ def _summaries_and_features(layers):
 def image_features(model, images):
     """(block summaries (N, D), normalised penultimate features (N, K), class probabilities (N, classes)) of
     float images, as NumPy arrays: the verdict's inputs and the prediction come from the same pass."""
-    from fruitkeras.forward import compiled
+    from fruitkeras.forward import compiled, in_batches
 
     function = compiled(model, "familiarity-features", lambda proxy: _summaries_and_features(list(proxy.layers)))
-    images = np.asarray(images, dtype=np.float32)
-    parts = [function(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
-    return tuple(np.concatenate([np.asarray(part[k]) for part in parts]) for k in range(3))
+    return in_batches(function, BATCH, np.asarray(images, dtype=np.float32))
 
 
 def thresholds(scores, accepted_share=ACCEPTED_SHARE):

@@ -69,14 +69,25 @@ def probabilities_function(model, batch_statistics=False):
                     lambda proxy: _probabilities(list(proxy.layers), batch_statistics))
 
 
+def in_batches(function, batch_size, *arrays):
+    """``function`` over aligned slices of ``arrays`` (each (N, ...)), ``batch_size`` rows at a time, its outputs
+    (one array or a tuple of them) as NumPy arrays joined along the first axis: every batched pass of the package."""
+    import numpy as np
+
+    if not len(arrays[0]):
+        raise ValueError("in_batches: no rows")
+    parts = [function(*(array[start : start + batch_size] for array in arrays))
+             for start in range(0, len(arrays[0]), batch_size)]
+    if isinstance(parts[0], (tuple, list)):
+        return tuple(np.concatenate([np.asarray(part[k]) for part in parts]) for k in range(len(parts[0])))
+    return np.concatenate([np.asarray(part) for part in parts])
+
+
 def class_probabilities(model, images, batch_size=64):
     """Class probabilities (N, classes) of float images, batch norm in inference mode, as a NumPy array."""
     import numpy as np
 
-    images = np.asarray(images, dtype=np.float32)
-    probabilities = probabilities_function(model)
-    parts = [probabilities(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    return np.concatenate([np.asarray(part) for part in parts])
+    return in_batches(probabilities_function(model), batch_size, np.asarray(images, dtype=np.float32))
 
 
 def _probabilities(layers, batch_statistics):

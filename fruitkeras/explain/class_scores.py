@@ -7,7 +7,7 @@ caches compiled functions per model, and a kept function must not keep its model
 import numpy as np
 import tensorflow as tf
 
-from fruitkeras.forward import class_probabilities, compiled, run_layers
+from fruitkeras.forward import class_probabilities, compiled, in_batches, run_layers
 
 PROBABILITY_FLOOR = 1e-7  # as Keras's cross-entropy clips
 
@@ -88,8 +88,7 @@ def image_losses(model, images, labels, batch_size=64):
     loss = compiled(model, "losses", loss_function)
     images = np.asarray(images, dtype=np.float32)
     labels = resolve_labels(model, images, labels)
-    parts = [loss(images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    return np.concatenate([np.asarray(part) for part in parts])
+    return in_batches(loss, batch_size, images, labels)
 
 
 def resolve_labels(model, images, labels=None):

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from fruitkeras.explain.class_scores import resolve_labels, scores_from
-from fruitkeras.forward import compiled, run_layers
+from fruitkeras.forward import compiled, in_batches, run_layers
 
 
 def feature_layer_index(model, layer=None):
@@ -55,9 +55,8 @@ def gradcam(model, images, labels=None, layer=None, batch_size=32):
     index = feature_layer_index(model, layer)
     height, width = images.shape[1:3]
     maps_for = compiled(model, ("gradcam", index, height, width), lambda proxy: _gradcam_of(proxy, index, height, width))
-    parts = [maps_for(tf.constant(images[i : i + batch_size]), tf.constant(labels[i : i + batch_size])).numpy()
-             for i in range(0, len(images), batch_size)]
-    return np.concatenate(parts).astype(np.float32)
+    return in_batches(lambda x, y: maps_for(tf.constant(x), tf.constant(y)), batch_size, images, labels).astype(
+        np.float32)
 
 
 def _gradcam_of(model, index, height, width):

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from fruitkeras.explain.class_scores import loss_function, resolve_labels
-from fruitkeras.forward import compiled
+from fruitkeras.forward import compiled, in_batches
 
 REDUCTIONS = ("max", "l2")
 
@@ -45,11 +45,7 @@ def loss_gradients(model, images, labels, batch_size=32):
     """Raw input gradients (N, H, W, 3) of each image's loss towards its label."""
     images = np.asarray(images, dtype=np.float32)
     gradients = loss_gradient_function(model)
-    parts = [
-        gradients(tf.constant(images[i : i + batch_size]), tf.constant(labels[i : i + batch_size])).numpy()
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(parts)
+    return in_batches(lambda x, y: gradients(tf.constant(x), tf.constant(y)), batch_size, images, labels)
 
 
 def gradient_saliency(model, images, labels=None, reduce="max", batch_size=32):
