@@ -27,6 +27,7 @@ Usage:
 
 import argparse
 import csv
+import json
 import subprocess
 import sys
 import tempfile
@@ -342,7 +343,8 @@ def main():
     if not args.models_only:
         from fruitkeras.training import trained_split
 
-        _, train_split, train_rows, _ = trained_split(runs[0], args.data, metadata["class_names"], size)
+        record = json.loads((runs[0] / "run.json").read_text())
+        _, train_split, train_rows, _ = trained_split(runs[0], record, args.data, metadata["class_names"], size)
         table, shipped = measure_methods(runs[0], train_split, train_rows, test, sets)
         del train_split
 

@@ -34,6 +34,7 @@ from fruitkeras.errors import FruitkerasError
 from fruitkeras.files import replaced_atomically
 
 from fruitkeras.verdict_checks import CHECKS
+from fruitkeras.verdict_checks.nearest_photo import NearestTrainingPhoto
 from fruitkeras.verdict_checks.words import KNOWN, NOT_AVAILABLE, UNFAMILIAR_PHOTO, UNKNOWN_CLASS, VERDICTS  # noqa: F401
 
 ACCEPTED_SHARE = 0.99  # of held-out in-distribution photos, by all the tests together
@@ -42,7 +43,7 @@ BATCH = 256
 # The shipped run's file predates the tests' own names for their arrays.
 OLD_NAMES = {"photo_mean": "photo.mean", "photo_precision": "photo.precision", "photo_threshold": "photo.threshold",
              "bank": "familiarity.bank", "familiarity_threshold": "familiarity.threshold"}
-CLASS_TEST = "familiarity"  # the test whose score every answer shows as its familiarity
+CLASS_TEST = NearestTrainingPhoto.name  # the test whose score every answer shows as its familiarity
 
 
 @dataclass
@@ -68,12 +69,10 @@ class Familiarity:
 
     def verdicts_of(self, scores):
         """The verdict of each image from its tests' scores ({test name: (N,)}): the first test failed decides."""
-        count = len(next(iter(scores.values())))
-        found = [KNOWN] * count
-        for check, _ in reversed(CHECKS):  # the earlier test overwrites: it is applied first
-            failed = np.asarray(scores[check.name]) < self.thresholds[check.name]
-            found = [check.rejects_as if fail else verdict for verdict, fail in zip(found, failed)]
-        return found
+        failed = [(check.rejects_as, np.asarray(scores[check.name]) < self.thresholds[check.name])
+                  for check, _ in CHECKS]
+        return [next((verdict for verdict, fails in failed if fails[image]), KNOWN)
+                for image in range(len(failed[0][1]))]
 
     def _scores_and_probabilities(self, model, images):
         summaries, features, probabilities = image_features(model, images)
@@ -132,11 +131,10 @@ def thresholds(scores, accepted_share=ACCEPTED_SHARE):
     (N,)}): each test but the last rejects its share of the rejections (``CHECKS``), the last enough of the
     photos the others keep to reach the total."""
     rejected = 1.0 - accepted_share
-    kept = None
+    kept = np.ones(len(next(iter(scores.values()))), dtype=bool)  # by the tests before this one
     found = {}
     for check, share in CHECKS:
         values = np.asarray(scores[check.name])
-        kept = np.ones(len(values), dtype=bool) if kept is None else kept
         if share is not None:
             found[check.name] = float(np.quantile(values, rejected * share))
             kept &= values >= found[check.name]

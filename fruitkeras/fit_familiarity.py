@@ -34,8 +34,8 @@ def fit_run(run_dir, data=None, force=False, echo=print):
     data_root = datalib.resolve_data_dir(data) if data else Path(record["data"])
     model, metadata = load_model(model_path, familiarity=False)  # the stored ones may be the damaged ones
     seed = record.get("seed", 0)
-    architecture, split, train_rows, validation_rows = trained_split(run_dir, data_root, metadata["class_names"],
-                                                                     metadata["input_size"])
+    architecture, split, train_rows, validation_rows = trained_split(run_dir, record, data_root,
+                                                                     metadata["class_names"], metadata["input_size"])
     settings = architecture.training
     familiarity = fit(model, split, train_rows, validation_rows, settings["augmentation"], seed)
     save(familiarity, out, model_path)

@@ -382,15 +382,11 @@ def _finish(model, architecture, split, train_rows, val_rows, seed, record, run_
     _write_record(run_dir, record)
 
 
-def trained_split(run_dir, data_root, class_names, size):
-    """A finished run's Training split as it was trained: the run's seed, sample limit and overrides, its
-    validation share carved as training carved it.  Returns (architecture with the overrides, decoded split
-    labelled in ``class_names``' order, training rows, validation rows)."""
+def trained_split(run_dir, record, data_root, class_names, size):
+    """A finished run's Training split as it was trained: the seed, sample limit and overrides of its
+    ``record`` (run.json), its validation share carved as training carved it.  Returns (architecture with the
+    overrides, decoded split labelled in ``class_names``' order, training rows, validation rows)."""
     run_dir, data_root = Path(run_dir), Path(data_root)
-    try:
-        record = json.loads((run_dir / RUN_FILE).read_text())
-    except (OSError, ValueError) as error:
-        raise FruitkerasError(f"{run_dir / RUN_FILE}: unreadable run record ({error})") from None
     architecture = with_overrides(load_architecture(run_dir / ARCHITECTURE_COPY), record.get("overrides"))
     if not (data_root / datalib.TRAIN_SPLIT).is_dir():
         raise FruitkerasError(f"{data_root / datalib.TRAIN_SPLIT}: no such folder; name the run's data with --data")
