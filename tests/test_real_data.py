@@ -65,6 +65,9 @@ def test_runs_reads_the_shipped_log_as_a_finished_run_with_its_last_test_accurac
 
     history = pd.read_csv(SHIPPED_RUN / "history.csv")
     assert history["epoch"].tolist() == list(range(1, len(history) + 1))
+    assert history["test_accuracy"].notna().all() and history["timestamp"].notna().all()
+    last_three = history["test_accuracy"].iloc[-3:]
+    assert last_three.max() - last_three.min() <= 0.005
     monkeypatch.chdir(REPO)
     result = runner.invoke(main, ["runs"])
     assert result.exit_code == 0, result.output

@@ -89,6 +89,8 @@ def test_adding_a_method_and_its_option_is_one_module_and_one_registry_line(trai
     assert "gain" in found["page"]
     from fruitkeras.data import load_image
 
+    assert sorted(path.name for path in out.glob(f"{image.stem}_brightness*")) == [
+        f"{image.stem}_brightness-g2-loss.npy", f"{image.stem}_brightness-g2-loss.png"]
     written = np.load(out / f"{image.stem}_brightness-g2-loss.npy")
     np.testing.assert_allclose(written, load_image(image, (32, 32)).mean(axis=-1) * 2, rtol=1e-6)
 
