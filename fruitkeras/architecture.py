@@ -159,6 +159,10 @@ TRAINING_FIELDS = {
     # Optional parts of a recipe; the defaults leave training as plain as before.
     "schedule": (_one_of("constant", "cosine"), "constant"),  # cosine: decay to 0 over all epochs, per step
     "warmup_epochs": (_non_negative_int, 0),  # linear warm-up from 0 before the schedule
+    # cosine only: a first cycle that decays to 0 over this many epochs, then a restart at the full rate that
+    # decays over the rest (0: one cycle).  The model logged after the first cycle is annealed, not caught
+    # mid-stride at a high rate (docs/live-recipe.md).
+    "first_cycle_epochs": (_non_negative_int, 0),
     "weight_decay": (_fraction, 0.0),  # decoupled (AdamW-style) decay, any optimizer
     "momentum": (_fraction, 0.9),  # sgd's momentum and rmsprop's
     "label_smoothing": (_fraction, 0.0),
@@ -246,6 +250,9 @@ def parse_architecture(source, path):
         fields = {key: value for key, value in spec.items() if key != "type"}
         layers.append((kind, _check_fields(f"{path}: layer {number} ({kind})", fields, LAYER_FIELDS[kind])))
     training = _check_fields(f"{path}: training", source.get("training", {}), TRAINING_FIELDS)
+    if training["first_cycle_epochs"] and (training["schedule"] != "cosine" or training["warmup_epochs"]):
+        raise FruitkerasError(f"{path}: training: 'first_cycle_epochs' needs \"schedule\": \"cosine\" "
+                              "and no 'warmup_epochs'")
     return Architecture(name, path, (size["height"], size["width"]), layers, training, source)
 
 

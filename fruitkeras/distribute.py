@@ -18,6 +18,7 @@ unless ``synchronized``); its moving statistics are the replicas' mean.
 """
 
 import contextlib
+import functools
 import json
 import os
 from pathlib import Path
@@ -29,8 +30,6 @@ KINDS = ("none", "mirrored", "multi-worker")
 
 def make_strategy(kind="none", devices=None):
     """The ``tf.distribute`` strategy for ``--distribute`` and ``--devices``; None for one device."""
-    import tensorflow as tf
-
     if kind not in KINDS:
         raise FruitkerasError(f"unknown --distribute '{kind}'; choose one of {', '.join(KINDS)}")
     if devices and kind != "mirrored":
@@ -38,12 +37,24 @@ def make_strategy(kind="none", devices=None):
     if kind == "none":
         return None
     if kind == "mirrored":
-        return tf.distribute.MirroredStrategy(local_devices(devices))
+        return _strategy(kind, tuple(local_devices(devices)))
     _check_tf_config()
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _strategy(kind, ())
     except (ValueError, RuntimeError) as error:
         raise FruitkerasError(f"TF_CONFIG: cannot start the multi-worker strategy ({error})") from None
+
+
+@functools.cache
+def _strategy(kind, devices):
+    """One strategy per kind and devices in a process: a second ``MirroredStrategy`` over the same CPU
+    devices numbers its collectives as the first did, and its first all-reduce then meets the first
+    strategy's (TensorFlow: "Shape mismatch in the collective instance")."""
+    import tensorflow as tf
+
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy(list(devices))
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def _check_tf_config():

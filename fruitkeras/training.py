@@ -47,7 +47,11 @@ def _optimizer(settings, steps_per_epoch, epochs):
     rate = settings["learning_rate"]
     total = steps_per_epoch * epochs
     warmup = min(settings["warmup_epochs"] * steps_per_epoch, total)
-    if settings["schedule"] == "cosine":
+    cycle = settings["first_cycle_epochs"] * steps_per_epoch
+    if settings["schedule"] == "cosine" and not warmup and 0 < cycle < total:
+        # t_mul stretches the second cycle over all the remaining steps.
+        rate = keras.optimizers.schedules.CosineDecayRestarts(rate, cycle, t_mul=(total - cycle) / cycle)
+    elif settings["schedule"] == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(
             0.0 if warmup else rate, decay_steps=max(total - warmup, 1),
             warmup_target=rate if warmup else None, warmup_steps=warmup,

@@ -88,6 +88,7 @@ def test_training_defaults_and_overrides(architecture_file):
     [
         ("schedule", "linear", "'schedule' must be one of constant, cosine"),
         ("warmup_epochs", -1, "'warmup_epochs' must be a non-negative integer"),
+        ("first_cycle_epochs", -1, "'first_cycle_epochs' must be a non-negative integer"),
         ("label_smoothing", 1.5, "'label_smoothing' must be a number in [0, 1)"),
         ("weight_decay", "lots", "'weight_decay' must be a number in [0, 1)"),
         ("precise_bn_batches", 2.5, "'precise_bn_batches' must be a non-negative integer"),
@@ -104,6 +105,14 @@ def test_training_defaults_and_overrides(architecture_file):
 def test_recipe_fields_are_validated(architecture_file, field, value, message):
     path = architecture_file(dict(MINIMAL, training={field: value}))
     with pytest.raises(FruitkerasError, match=re.escape(f"{path}: training: {message}")):
+        load_architecture(path)
+
+
+@pytest.mark.parametrize("training", [{"first_cycle_epochs": 1},  # the constant schedule has no cycle
+                                      {"schedule": "cosine", "warmup_epochs": 1, "first_cycle_epochs": 1}])
+def test_a_first_cycle_needs_a_cosine_schedule_without_warm_up(architecture_file, training):
+    path = architecture_file(dict(MINIMAL, training=training))
+    with pytest.raises(FruitkerasError, match=re.escape(f"{path}: training: 'first_cycle_epochs' needs")):
         load_architecture(path)
 
 

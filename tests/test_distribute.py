@@ -44,52 +44,53 @@ def finish(process):
     return process.returncode, output
 
 
+# A small conv net without batch norm, dropout or augmentation: one step is a pure function of the batch.
+PLAIN_ARCHITECTURE = {
+    "name": "plain",
+    "input": {"height": 32, "width": 32},
+    "layers": [{"type": "conv", "filters": 6, "kernel_size": 3, "strides": 2},
+               {"type": "activation", "activation": "relu"},
+               {"type": "global_avg_pool"},
+               {"type": "dense", "units": 8, "activation": "relu"}],
+    "training": {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": 8, "epochs": 2, "augmentation": False,
+                 "validation_split": 0.2, "precise_bn_batches": 0},
+}
+
+
 @pytest.fixture
 def plain_architecture(tmp_path):
-    """A small conv net without batch norm, dropout or augmentation: one step is a pure function of the batch."""
     path = tmp_path / "plain.json"
-    path.write_text(json.dumps({
-        "name": "plain",
-        "input": {"height": 32, "width": 32},
-        "layers": [{"type": "conv", "filters": 6, "kernel_size": 3, "strides": 2},
-                   {"type": "activation", "activation": "relu"},
-                   {"type": "global_avg_pool"},
-                   {"type": "dense", "units": 8, "activation": "relu"}],
-        "training": {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": 8, "epochs": 2, "augmentation": False,
-                     "validation_split": 0.2, "precise_bn_batches": 0},
-    }))
+    path.write_text(json.dumps(PLAIN_ARCHITECTURE))
     return path
 
 
-def test_mirrored_training_on_two_cpu_devices_equals_single_device_training(tmp_path, plain_architecture):
-    data = make_image_folders(tmp_path / "fruits", train_per_class=12, test_per_class=2)
+@pytest.fixture(scope="module")
+def mirrored_process(tmp_path_factory, trained_run):
+    """One fresh process with the CPU split into two devices, for every check that needs nothing more.
+
+    It trains mirrored and on one device, runs our batch norm under the mirrored strategy, and runs
+    ``eval --distribute mirrored`` (three uses of the strategy in one process, as a notebook would); the
+    tests below each check their part of what it did.
+    """
+    root = tmp_path_factory.mktemp("mirrored")
+    architecture = root / "plain.json"
+    architecture.write_text(json.dumps(PLAIN_ARCHITECTURE))
+    data = make_image_folders(root / "fruits", train_per_class=12, test_per_class=2)
     output = run_python(f"""
-        import json, numpy as np
-        from fruitkeras.training import train
-        from fruitkeras.runs import load_model
-        mirrored = train({str(plain_architecture)!r}, data={str(data)!r}, run_dir={str(tmp_path / "mirrored")!r},
-                         distribute="mirrored", devices="CPU:0,CPU:1", verbose=0)
-        single = train({str(plain_architecture)!r}, data={str(data)!r}, run_dir={str(tmp_path / "single")!r}, verbose=0)
-        a, b = (load_model(run / "model.keras")[0].get_weights() for run in (mirrored, single))
-        scale = max(float(np.abs(w).max()) for w in b)
-        print(json.dumps({{"difference": max(float(np.abs(x - y).max()) for x, y in zip(a, b)), "scale": scale,
-                          "moved": max(float(np.abs(w).max()) for w in a)}}))
-    """)
-    result = json.loads(output.strip().splitlines()[-1])
-    assert result["difference"] <= WEIGHT_TOLERANCE * result["scale"], result
-    record = json.loads((tmp_path / "mirrored" / "run.json").read_text())
-    assert record["distribute"]["replicas"] == 2 and record["distribute"]["strategy"] == "mirrored"
-    assert len(record["distribute"]["devices"]) == 2
-    assert json.loads((tmp_path / "single" / "run.json").read_text())["distribute"]["replicas"] == 1
-
-
-def test_our_batchnorm_under_mirrored_uses_each_replicas_own_batch():
-    """Two replicas, one global batch of 8 whose halves differ: the moving statistics are the mean of each
-    half's own statistics, not the statistics of the whole batch."""
-    output = run_python("""
         import json, numpy as np, keras
         from fruitkeras import distribute
+        from fruitkeras.cli import main
         from fruitkeras.layers import BatchNorm
+        from fruitkeras.training import train
+        from fruitkeras.runs import load_model
+        results = {{}}
+        mirrored = train({str(architecture)!r}, data={str(data)!r}, run_dir={str(root / "mirrored")!r},
+                         distribute="mirrored", devices="CPU:0,CPU:1", verbose=0)
+        single = train({str(architecture)!r}, data={str(data)!r}, run_dir={str(root / "single")!r}, verbose=0)
+        a, b = (load_model(run / "model.keras")[0].get_weights() for run in (mirrored, single))
+        results["training"] = {{"difference": max(float(np.abs(x - y).max()) for x, y in zip(a, b)),
+                               "scale": max(float(np.abs(w).max()) for w in b)}}
+
         strategy = distribute.make_strategy("mirrored", "CPU:0,CPU:1")
         rng = np.random.default_rng(0)
         x = np.concatenate([rng.normal(0, 1, (4, 3)), rng.normal(5, 2, (4, 3))]).astype("float32")
@@ -98,10 +99,34 @@ def test_our_batchnorm_under_mirrored_uses_each_replicas_own_batch():
             model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
         model.fit(x, np.zeros_like(x), batch_size=8, epochs=1, shuffle=False, verbose=0)
         layer = model.layers[0]
-        print(json.dumps({"mean": np.asarray(layer.moving_mean).tolist(),
-                          "variance": np.asarray(layer.moving_variance).tolist()}))
+        results["batchnorm"] = {{"mean": np.asarray(layer.moving_mean).tolist(),
+                                "variance": np.asarray(layer.moving_variance).tolist()}}
+
+        try:
+            main(["eval", {str(trained_run["run_dir"])!r}, "--data", {str(trained_run["data"])!r},
+                  "--out", {str(root / "eval-mirrored")!r}, "--batch-size", "4", "--distribute", "mirrored",
+                  "--devices", "CPU:0,CPU:1"])
+        except SystemExit as exit:
+            results["eval_exit"] = exit.code
+        print(json.dumps(results))
     """)
-    found = json.loads(output.strip().splitlines()[-1])
+    return root, json.loads(output.strip().splitlines()[-1])
+
+
+def test_mirrored_training_on_two_cpu_devices_equals_single_device_training(mirrored_process):
+    root, results = mirrored_process
+    result = results["training"]
+    assert result["difference"] <= WEIGHT_TOLERANCE * result["scale"], result
+    record = json.loads((root / "mirrored" / "run.json").read_text())
+    assert record["distribute"]["replicas"] == 2 and record["distribute"]["strategy"] == "mirrored"
+    assert len(record["distribute"]["devices"]) == 2
+    assert json.loads((root / "single" / "run.json").read_text())["distribute"]["replicas"] == 1
+
+
+def test_our_batchnorm_under_mirrored_uses_each_replicas_own_batch(mirrored_process):
+    """Two replicas, one global batch of 8 whose halves differ: the moving statistics are the mean of each
+    half's own statistics, not the statistics of the whole batch."""
+    found = mirrored_process[1]["batchnorm"]
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(0, 1, (4, 3)), rng.normal(5, 2, (4, 3))]).astype("float32")
     halves = x[:4], x[4:]
@@ -254,15 +279,15 @@ def test_a_cpu_without_bfloat16_instructions_is_told_so(image_folders, tmp_path,
     assert "this CPU has no bfloat16 instructions" in capsys.readouterr().out
 
 
-def test_mirrored_eval_gives_the_single_device_results(trained_run, runner, tmp_path):
-    code, output = finish(fruitkeras("eval", trained_run["run_dir"], "--data", trained_run["data"], "--out",
-                                     tmp_path / "mirrored", "--batch-size", 4, "--distribute", "mirrored",
-                                     "--devices", "CPU:0,CPU:1"))
-    assert code == 0, output
+def test_mirrored_eval_gives_the_single_device_results(mirrored_process, trained_run, runner, tmp_path):
+    root, results = mirrored_process
+    assert results.get("eval_exit") in (None, 0), results
     # The single-device reference needs no fresh process.
     single = runner.invoke(main, ["eval", str(trained_run["run_dir"]), "--data", str(trained_run["data"]),
                                   "--out", str(tmp_path / "single"), "--batch-size", "4"])
     assert single.exit_code == 0, single.output
-    mirrored, single = (json.loads((tmp_path / name / "test_metrics.json").read_text()) for name in ("mirrored", "single"))
+    mirrored, single = (json.loads((folder / "test_metrics.json").read_text())
+                        for folder in (root / "eval-mirrored", tmp_path / "single"))
     assert mirrored["accuracy"] == single["accuracy"] and abs(mirrored["loss"] - single["loss"]) < 1e-5
-    assert (tmp_path / "mirrored" / "confusion_matrix.csv").read_text() == (tmp_path / "single" / "confusion_matrix.csv").read_text()
+    assert (root / "eval-mirrored" / "confusion_matrix.csv").read_text() == \
+        (tmp_path / "single" / "confusion_matrix.csv").read_text()

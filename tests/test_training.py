@@ -18,7 +18,8 @@ from conftest import REPO, TINY_ARCHITECTURE, copy_run, picture
 from fruitkeras.cli import main
 from fruitkeras.errors import TrainingInterrupted
 from fruitkeras.runs import load_model
-from fruitkeras.training import train
+from fruitkeras.architecture import TRAINING_FIELDS
+from fruitkeras.training import _optimizer, train
 
 
 def test_train_writes_a_complete_run(trained_run):
@@ -374,3 +375,22 @@ def test_eval_on_other_data_leaves_the_runs_recorded_result_byte_identical(train
     ignored = subprocess.run(["git", "check-ignore", "-q", "evaluations/fruits77-vgg_small-on-other/test_metrics.json"],
                              cwd=REPO)
     assert ignored.returncode == 0
+
+
+@pytest.mark.parametrize("first_cycle_epochs", [0, 1, 2])
+def test_a_first_cycle_anneals_to_zero_then_restarts_at_the_full_rate(first_cycle_epochs):
+    """Cosine over 4 epochs of 10 steps: one decay (0), or a decay over the first cycle, a restart at the
+    full rate, and a second decay that ends with the last step."""
+    settings = {field: default for field, (_, default) in TRAINING_FIELDS.items()}
+    settings.update(learning_rate=0.004, schedule="cosine", first_cycle_epochs=first_cycle_epochs)
+    optimizer = _optimizer(settings, steps_per_epoch=10, epochs=4)
+    rates = []
+    for step in range(40):  # the rate each training step uses
+        optimizer.iterations.assign(step)
+        rates.append(float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+    cycle = 10 * first_cycle_epochs or 40
+    assert rates[0] == pytest.approx(0.004)
+    assert np.all(np.diff(rates[:cycle]) < 0) and rates[cycle - 1] < 0.004 * 0.05
+    if first_cycle_epochs:
+        assert rates[cycle] == pytest.approx(0.004)  # the restart
+        assert np.all(np.diff(rates[cycle:]) < 0) and rates[-1] < 0.004 * 0.05

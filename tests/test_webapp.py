@@ -299,10 +299,15 @@ def save_screenshot(driver, name):
 
 
 def cli_json(path):
-    """`fruitkeras predict --format json`'s record of one image, with the shipped model."""
-    output = subprocess.run([sys.executable, "-m", "fruitkeras.cli", "predict", str(path), "--model", str(SHIPPED_RUN),
-                             "--format", "json"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    return json.loads(output)[0]
+    """`fruitkeras predict --format json`'s record of one image, with the shipped model (the real command, in
+    this process: a fresh interpreter would only add TensorFlow's import)."""
+    from click.testing import CliRunner
+
+    from fruitkeras.cli import main
+
+    result = CliRunner().invoke(main, ["predict", str(path), "--model", str(SHIPPED_RUN), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)[0]
 
 
 def cli_prediction(path):

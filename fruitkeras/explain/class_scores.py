@@ -15,32 +15,18 @@ PROBABILITY_FLOOR = 1e-7  # as Keras's cross-entropy clips
 def loss_function(model):
     """f(images, labels) -> each image's cross-entropy towards its label, in TF ops.
 
-    When the model ends in a softmax Dense layer (every fruitkeras model does)
-    the loss comes from its logits: ``-log p_y = softplus(logsumexp_{j != y}(z_j - z_y))``.
-    Through the probabilities a float32 ``p_y`` of 0.99999997 rounds to 1 and
+    The loss of ``scores_from``'s scores, so that one image has one loss and
+    its logits are computed in one place.  From logits (every fruitkeras model
+    ends in a softmax Dense layer) it is ``softplus(logsumexp_{j != y}(z_j - z_y))``:
+    through the probabilities a float32 ``p_y`` of 0.99999997 rounds to 1 and
     a confident model's loss sticks at one value, flattening occlusion maps.
     """
-    layers = list(model.layers)
-    last = layers[-1]
-    if not ends_in_softmax_dense(model):
+    scores = scores_from(model)
 
-        def from_probabilities(images, labels):
-            probabilities = run_layers(layers, images)
-            chosen = tf.reduce_sum(probabilities * tf.one_hot(labels, tf.shape(probabilities)[-1]), axis=-1)
-            return -tf.math.log(tf.maximum(chosen, PROBABILITY_FLOOR))
+    def loss(images, labels):
+        return loss_from_scores(scores(images), labels)
 
-        return from_probabilities
-
-    body = layers[:-1]
-
-    def from_logits(images, labels):
-        features = run_layers(body, images)
-        logits = tf.matmul(features, last.kernel)
-        if last.use_bias:
-            logits += last.bias
-        return loss_from_scores(logits, labels)
-
-    return from_logits
+    return loss
 
 
 def loss_from_scores(scores, labels):
