@@ -93,15 +93,19 @@ def _composite(image, rng):
 
 
 def penultimate_and_logits(model, images, batch=256):
+    """The penultimate features and the logits, as float64 for the scores' sums; the logits are explain's
+    class scores (``scores_from``), the one place fruitkeras computes them."""
     import tensorflow as tf
 
+    from fruitkeras.explain.class_scores import scores_from
     from fruitkeras.forward import in_batches, run_layers
 
     layers = list(model.layers)
     body = tf.function(lambda x: run_layers(layers[:-1], x))
-    features = in_batches(lambda x: body(tf.constant(x)), batch, images).astype(np.float64)
-    kernel, bias = (np.asarray(w, dtype=np.float64) for w in layers[-1].weights)
-    return features, features @ kernel + bias
+    head = tf.function(scores_from(model, start=len(layers) - 1))
+    features = in_batches(lambda x: body(tf.constant(x)), batch, images)
+    logits = in_batches(lambda x: head(tf.constant(x)), batch, features)
+    return features.astype(np.float64), logits.astype(np.float64)
 
 
 def log_sum_exp(logits):

@@ -190,7 +190,7 @@ def evaluate(run_or_model, data, out, batch_size, bn_train_mode, distribute, dev
       fruitkeras eval runs/smoke/model.keras --bn-train-mode
     """
     load_tensorflow()
-    from fruitkeras.evaluation import evaluate_run
+    from fruitkeras.evaluation_report import evaluate_run
 
     evaluate_run(chosen_model(run_or_model), data, out, batch_size, bn_train_mode, echo=click.echo,
                  distribute=distribute, devices=devices)

@@ -22,6 +22,7 @@ import numpy as np
 from fruitkeras import data as datalib
 from fruitkeras.familiarity import NOT_AVAILABLE, UNFAMILIAR_PHOTO
 from fruitkeras.image_files import collect_images, no_readable_image, read_readable, warn_skipped
+from fruitkeras.prediction_formats import format_predictions
 
 # Images read, judged and written at a time.  Peak memory for 5,000 photos (docs/commands.md#predict): 0.77 GB at
 # 64, 0.86 GB at 128, 0.99 GB at 256; one photo alone takes 0.71 GB (TensorFlow and the model).
@@ -88,53 +89,6 @@ def predict_images(model, class_names, images, paths, top=5, familiarity=None, c
     images, probabilities, judged, cut = look_closer(model, familiarity, images, paths, cut_out)
     return [Prediction(path, *top_classes(p, class_names, top), *verdict, was_cut)
             for path, p, verdict, was_cut in zip(paths, probabilities, judged, cut)]
-
-
-def rounded(familiarity):
-    return None if familiarity is None else round(familiarity, 4)
-
-
-def format_predictions(predictions, style):
-    """The predictions as pieces of text, one per prediction (after a header for ``csv``), that joined are the
-    whole answer: ``table`` for people, ``csv`` or ``json`` (one list) for programs."""
-    import json
-
-    number = -1
-    for number, p in enumerate(predictions):  # nothing is written before the first answer, not even a header
-        if style == "json":
-            item = json.dumps({"image": str(p.path), "verdict": p.verdict, "familiarity": rounded(p.familiarity),
-                               "cut_out": p.cut_out,
-                               "top": [{"class": c, "probability": round(q, 6)}
-                                       for c, q in zip(p.classes, p.probabilities)]}, indent=2)
-            yield ("[\n" if number == 0 else ",\n") + "\n".join("  " + line for line in item.splitlines())
-        elif style == "csv":
-            yield ("image,rank,class,probability,verdict,familiarity,cut_out\n" if number == 0 else "") + _csv_rows(p)
-        else:
-            yield _table_lines(p)
-    if style == "json":
-        yield "\n]\n" if number >= 0 else "[]\n"
-
-
-def _csv_rows(p):
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    familiarity = "" if p.familiarity is None else f"{p.familiarity:.4f}"
-    for rank, (name, probability) in enumerate(zip(p.classes, p.probabilities), start=1):
-        writer.writerow([str(p.path), rank, name, f"{probability:.6f}", p.verdict, familiarity,
-                         "yes" if p.cut_out else "no"])
-    return out.getvalue()
-
-
-def _table_lines(p):
-    familiarity = "" if p.familiarity is None else f", familiarity {p.familiarity:.3f}"
-    cut = " (the fruit cut out of the photo)" if p.cut_out else ""
-    lines = [f"{p.path}: {p.classes[0]} ({p.probabilities[0]:.1%}); verdict: {p.verdict}{familiarity}{cut}"]
-    lines += [f"    {rank}. {name:<24} {probability:7.2%}"
-              for rank, (name, probability) in enumerate(zip(p.classes, p.probabilities), start=1)]
-    return "\n".join(lines) + "\n"
 
 
 def stream_predictions(model_path, paths, top=5, cut_out=True, chunk=CHUNK, progress=None):

@@ -11,6 +11,7 @@ from PIL import Image
 from conftest import picture
 from fruitkeras.cli import main
 from fruitkeras.explain import METHODS
+from fruitkeras.explain.registry import METHOD, ExplainOptions
 from fruitkeras.explain.gradient import gradient_saliency
 from fruitkeras.explain.occlusion import occlusion
 from fruitkeras.explain.smoothgrad import smoothgrad
@@ -18,7 +19,9 @@ from fruitkeras.explain.gradient import loss_gradients, reduce_channels
 from fruitkeras.explain.fill import parse_fill
 from fruitkeras.explain.occlusion import positions_touching
 from fruitkeras.explain.class_scores import image_losses
+from fruitkeras.image_files import load_images
 from fruitkeras.layers import BatchNorm
+from fruitkeras.runs import load_model
 
 
 def smooth_model(seed=0, size=12, classes=3):
@@ -298,24 +301,35 @@ def only(folder, pattern):
 
 
 def test_cli_writes_figures_and_maps(trained_run, runner, tmp_path):
+    """Each saved map is the method's own map of the image as training reads it, for the class the line names."""
     images = write_images(tmp_path / "in")
     out = tmp_path / "out"
     result = runner.invoke(main, ["explain", *map(str, images), "--method", "all", "--model", str(trained_run["run_dir"]),
-                                  "--out", str(out), "--patch", "5", "--samples", "3"])
+                                  "--out", str(out), "--patch", "5", "--samples", "3", "--whole-photo"])
     assert result.exit_code == 0, result.output
+    model, metadata = load_model(trained_run["model"])
+    classes = metadata["class_names"]
+    # Each image's prediction, its verdict and the class explained are printed.
+    labels = []
+    for image in images:
+        line = re.search(rf"^{re.escape(str(image))}: predicted (cherry|kiwi|plum) \([0-9.]+%\), "
+                         rf"verdict: (known|unknown class|unfamiliar photo) \(familiarity [0-9.-]+\), "
+                         rf"explaining '(cherry|kiwi|plum)'$", result.output, re.M)
+        assert line, result.output
+        labels.append(classes.index(line.group(3)))
+    pixels, _ = load_images(images, model.input_shape[1:3])
+    options = ExplainOptions(patch=5, samples=3)
     for method in METHODS:
-        for stem in ("red", "grey", "clear"):
+        arguments = METHOD[method].options(options, metadata.get("mean_colour"))
+        expected = METHOD[method].load()(model, pixels, np.array(labels, np.int32), **arguments)
+        for number, stem in enumerate(("red", "grey", "clear")):
             heatmap = np.load(only(out, f"{stem}_{method}-*.npy"))
-            assert heatmap.shape == (32, 32) and np.isfinite(heatmap).all()
+            np.testing.assert_allclose(heatmap, expected[number], rtol=1e-4, atol=1e-6 * np.abs(expected).max(),
+                                       err_msg=f"{stem} {method}")
             width, height, colours = picture(only(out, f"{stem}_{method}-*.png"))
             assert width > 2 * height and colours > 100  # three panels: photo, heatmap with its scale, overlay
         assert only(out, f"grid_{method}-*.png").exists()
         assert re.search(rf"^{method}: 3 image\(s\) in [0-9.]+ s \([0-9.]+ s per image\)$", result.output, re.M)
-    # Each image's prediction, its verdict and the class explained are printed.
-    for image in images:
-        assert re.search(rf"^{re.escape(str(image))}: predicted (cherry|kiwi|plum) \([0-9.]+%\), "
-                         rf"verdict: (known|unknown class|unfamiliar photo) \(familiarity [0-9.-]+\), "
-                         rf"(from the fruit cut out of the photo, )?explaining '(cherry|kiwi|plum)'$", result.output, re.M)
 
 
 def test_file_names_record_the_options_so_nothing_is_overwritten(trained_run, runner, tmp_path):

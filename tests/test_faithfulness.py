@@ -1,14 +1,19 @@
 """Faithfulness metrics: rank correlation, deletion/insertion curves, randomisation check."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
 
 from fruitkeras.cli import main
+from fruitkeras.data import load_image
 from fruitkeras.explain.gradient import gradient_saliency
 from fruitkeras.explain.faithfulness import (deletion_insertion, importance_order, randomisation_correlations,
                                              randomised_copy, spearman, weighted_layers)
+from fruitkeras.explain.registry import METHOD, NAMES, ExplainOptions
 from fruitkeras.layers import BatchNorm
+from fruitkeras.runs import load_model
 
 
 def test_spearman_by_hand():
@@ -130,39 +135,37 @@ def test_randomised_copy_changes_only_the_top_layers():
     np.testing.assert_array_equal(model.layers[2].kernel, original_top)  # the original is untouched
 
 
-def test_cli_metrics_prints_the_scores_of_the_maps_it_wrote(trained_run, runner, tmp_path):
-    """The printed numbers are the metrics of the written maps, recomputed here from the .npy files."""
-    import re
-
-    from fruitkeras.data import load_image
-    from fruitkeras.runs import load_model
-
-    image = sorted((trained_run["data"] / "Test" / "kiwi").iterdir())[0]
-    result = runner.invoke(main, ["explain", str(image), "--model", str(trained_run["run_dir"]), "--method", "gradient",
-                                  "--method", "integrated", "--metrics", "--whole-photo", "--out", str(tmp_path)])
+def test_cli_metrics_scores_every_registered_methods_map_with_that_methods_options(trained_run, runner, tmp_path):
+    """The printed numbers are the metrics of the written maps, recomputed here from the .npy files with the
+    options given on the command line, so each method (SmoothGrad's wrapped one included) got its own."""
+    image = sorted((trained_run["data"] / "Test" / "plum").iterdir())[0]
+    result = runner.invoke(main, ["explain", str(image), "--model", str(trained_run["run_dir"]), "--method", "all",
+                                  "--metrics", "--samples", "2", "--patch", "5", "--stride", "4", "--whole-photo",
+                                  "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     model, metadata = load_model(trained_run["model"])
     photo = load_image(image, (32, 32))[None]
     label = int(model.predict(photo, verbose=0).argmax())
-    for method in ("gradient", "integrated"):
-        line = next(line for line in result.output.splitlines() if line.strip().startswith(method + " "))
-        found = re.search(r"deletion ([0-9.]+)  insertion ([0-9.]+)  randomised top ([-+][0-9.]+) / all ([-+][0-9.]+)",
+    options = ExplainOptions(samples=2, patch=5, stride=4)
+    scored = []
+    for line in result.output.splitlines():
+        found = re.search(r"^  (\w+) .*: deletion ([0-9.]+)  insertion ([0-9.]+)  randomised top (.+) / all (.+)$",
                           line)
-        assert found, line
+        if not found:
+            continue
+        method = found[1]
+        scored.append(method)
         heatmap = np.load(next(tmp_path.glob(f"{image.stem}_{method}-*.npy")))
         (deletion, insertion, _, _), = deletion_insertion(model, photo, heatmap[None], [label], fill=(1.0, 1.0, 1.0))
-        assert float(found[1]) == pytest.approx(deletion, abs=6e-4)
-        assert float(found[2]) == pytest.approx(insertion, abs=6e-4)
-        assert -1 <= float(found[3]) <= 1 and -1 <= float(found[4]) <= 1
-
-
-def test_every_registered_method_gets_its_faithfulness_scores(trained_run, runner, tmp_path):
-    """--metrics passes each method its own options, SmoothGrad's wrapped method included."""
-    image = sorted((trained_run["data"] / "Test" / "plum").iterdir())[0]
-    result = runner.invoke(main, ["explain", str(image), "--model", str(trained_run["run_dir"]), "--method", "all",
-                                  "--metrics", "--samples", "2", "--patch", "5", "--stride", "4", "--out", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    from fruitkeras.explain.registry import NAMES
-
-    scored = [line.split()[0] for line in result.output.splitlines() if "deletion " in line and "randomised" in line]
+        assert float(found[2]) == pytest.approx(deletion, abs=6e-4), method
+        assert float(found[3]) == pytest.approx(insertion, abs=6e-4), method
+        arguments = METHOD[method].options(options, metadata.get("mean_colour"))
+        arguments.pop("progress", None), arguments.pop("xla", None)  # as --metrics runs them
+        correlations = randomisation_correlations(model, METHOD[method].load(), photo, [label], maps=heatmap[None],
+                                                  **arguments)
+        for printed, expected in ((found[4], correlations[1][0]), (found[5], correlations[None][0])):
+            if np.isnan(expected):
+                assert printed.startswith("undefined"), (method, line)
+            else:
+                assert float(printed) == pytest.approx(expected, abs=0.0051), (method, line)
     assert scored == list(NAMES)

@@ -88,7 +88,8 @@ def test_figures_leave_matplotlib_backend_alone(trained_run, tmp_path, monkeypat
     import pandas as pd
 
     from fruitkeras.comparison import compare_runs
-    from fruitkeras.evaluation import evaluate, write_report
+    from fruitkeras.evaluation import evaluate
+    from fruitkeras.evaluation_report import write_report
     from fruitkeras.runs import load_model
     from fruitkeras.figures import plot_learning_curves
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fruitkeras.architecture import build_model, parse_architecture
+from fruitkeras.distribute import mixed_precision_policy
 from fruitkeras.explain.occlusion import occlusion
 from fruitkeras.explain.incremental import IncrementalOcclusionEngine, plan
 from fruitkeras.layers import BatchNorm
@@ -67,6 +68,20 @@ def test_the_shipped_architecture_at_full_size():
     steps, resume_at = plan(model, (100, 100), 10)
     # The shortcut runs through the first three blocks; the last conv's 6x6 map changes everywhere.
     assert [step.kind for step in steps].count("conv") == 3 and resume_at == 12
+
+
+def test_the_live_architecture_in_bfloat16():
+    """live.json computes in bfloat16 with a float32 last layer: the shortcut pastes float32 image tiles into
+    bfloat16 windows, and its maps are the full re-inference's."""
+    path = Path(__file__).resolve().parent.parent / "architectures" / "live.json"
+    with mixed_precision_policy(True, quiet=True):
+        model = build_model(parse_architecture(json.loads(path.read_text()), path), 5)
+    assert model.layers[0].compute_dtype == "bfloat16" and model.layers[-1].compute_dtype == "float32"
+    image = np.random.default_rng(3).random((1, 80, 80, 3)).astype(np.float32)
+    fast = occlusion(model, image, [2], patch=10, stride=4)
+    full = occlusion(model, image, [2], patch=10, stride=4, incremental=False)
+    assert IncrementalOcclusionEngine(model, (80, 80), 10, 8).shortcut_layers > 0
+    np.testing.assert_allclose(fast, full, atol=1e-2 * (full.max() - full.min()))
 
 
 def test_a_model_without_a_shortcut_falls_back_to_full_inference():

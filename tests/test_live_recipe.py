@@ -2,9 +2,13 @@
 
 import json
 
+import numpy as np
 import pandas as pd
+from click.testing import CliRunner
 
 from conftest import REPO
+from fruitkeras.cli import main
+from fruitkeras.explain.registry import NAMES
 from fruitkeras.architecture import build_model, load_architecture
 from fruitkeras.layers import BatchNorm
 from fruitkeras.training import train
@@ -37,3 +41,13 @@ def test_the_live_recipe_trains_a_tiny_run_with_the_full_log(image_folders, tmp_
     clock = ["timestamp", "epoch_seconds"]
     pd.testing.assert_frame_equal(history.drop(columns=clock), pd.read_csv(again / "history.csv").drop(columns=clock),
                                   check_exact=True)
+
+    # The examiner picks an image: every method explains it with the bfloat16 model (the last layer is float32).
+    image = sorted((image_folders / "Test").rglob("*.jpg"))[0]
+    out = tmp_path / "explained"
+    result = CliRunner().invoke(main, ["explain", str(image), "--model", str(run), "--method", "all", "--patch", "5",
+                                       "--samples", "2", "--whole-photo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for method in NAMES:
+        heatmap = np.load(next(out.glob(f"{image.stem}_{method}-*.npy")))
+        assert np.isfinite(heatmap).all() and np.ptp(heatmap) > 0, method

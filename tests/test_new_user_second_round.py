@@ -78,7 +78,7 @@ def test_eval_of_an_unfinished_run_says_so_and_how_to_resume(trained_run, runner
 def test_read_only_report_folder_is_refused_before_the_evaluation(trained_run, runner, tmp_path, monkeypatch):
     import os
 
-    from fruitkeras.evaluation import check_writable
+    from fruitkeras.evaluation_report import check_writable
 
     read_only = tmp_path / "locked"
     read_only.mkdir()

@@ -63,7 +63,9 @@ def scores_from(model, start=0):
     last = layers[-1]
 
     def logits(features):
-        result = tf.matmul(run_layers(layers[:-1], features), last.kernel)
+        # Under mixed precision the layers before it compute in bfloat16, the last one in float32.
+        features = tf.cast(run_layers(layers[:-1], features), last.kernel.dtype)
+        result = tf.matmul(features, last.kernel)
         return result + last.bias if last.use_bias else result
 
     return logits

@@ -106,6 +106,7 @@ def _paste(windows, tiles, top, left):
     rows = tf.range(height)[None] - top[:, None]
     columns = tf.range(width)[None] - left[:, None]
     inside = ((rows >= 0) & (rows < tile_height))[:, :, None, None] & ((columns >= 0) & (columns < tile_width))[:, None, :, None]
+    tiles = tf.cast(tiles, windows.dtype)  # the image's float32 tile into a bfloat16 layer's windows
     spread = tf.gather(tiles, tf.clip_by_value(rows, 0, tile_height - 1), axis=1, batch_dims=1)
     spread = tf.gather(spread, tf.clip_by_value(columns, 0, tile_width - 1), axis=2, batch_dims=1)
     return tf.where(inside, spread, windows)
@@ -140,9 +141,12 @@ class IncrementalOcclusionEngine:
         def run(step, windows):
             layer = step.layer
             if step.kind == "conv":
-                out = tf.nn.conv2d(windows, layer.kernel, strides=[1, *step.stride, 1], padding="VALID")
+                # In the layer's compute dtype, as its own call would autocast (bfloat16 under mixed precision).
+                dtype = layer.compute_dtype
+                out = tf.nn.conv2d(tf.cast(windows, dtype), tf.cast(layer.kernel, dtype), strides=[1, *step.stride, 1],
+                                   padding="VALID")
                 if layer.use_bias:
-                    out += layer.bias
+                    out += tf.cast(layer.bias, dtype)
                 return layer.activation(out)
             if step.kind == "maxpool":
                 return tf.nn.max_pool2d(windows, step.kernel, step.stride, "VALID")
