@@ -33,8 +33,9 @@ setup(
     ],
     # selenium drives Debian's chromium and chromium-driver (.ci/run installs them) in the page's browser test.
     extras_require={
-        # pytest-xdist: the suite runs on two workers (setup.cfg).
-        "test": ["pytest", "pytest-xdist>=3", "selenium>=4.10", "gradio_client"],
+        # pytest-xdist: the suite runs on two workers, files in the order tests/conftest.py gives
+        # (setup.cfg; --no-loadscope-reorder is new in 3.8).
+        "test": ["pytest", "pytest-xdist>=3.8", "selenium>=4.10", "gradio_client"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22; sys_platform == 'linux'"],  # README: Scaling out
     },
     entry_points={"console_scripts": ["fruitkeras=fruitkeras.cli:main"]},

@@ -121,19 +121,23 @@ def copy_run(run_dir, destination):
     return destination
 
 
-# The files that take longest, longest first (seconds of test time on the idle 2-core machine, 2026-12-03):
-# pytest-xdist's --dist loadfile hands out whole files in collection order, so starting with these lets the two
-# workers finish together instead of one waiting for the page's tests at the end.
-LONGEST_FIRST = ("test_webapp.py",  # 89
-                 "test_distribute.py",  # 59
-                 "test_new_user.py",  # 53
-                 "test_explain.py",  # 35
-                 "test_training.py",  # 31
+# The files that take longest, longest first (seconds of test time on the idle 2-core machine, 2026-12-04):
+# pytest-xdist's --dist loadfile hands out whole files in collection order (setup.cfg's --no-loadscope-reorder:
+# otherwise it orders them by their number of tests), so starting with these lets the two workers finish
+# together instead of one waiting for the page's tests at the end.
+LONGEST_FIRST = ("test_webapp.py",  # 78
+                 "test_new_user.py",  # 50
+                 "test_distribute.py",  # 38
+                 "test_explain.py",  # 34
+                 "test_training.py",  # 30
                  "test_reproducibility.py",  # 24
                  "test_familiarity.py",  # 24
-                 "test_model_files.py",  # 23
-                 "test_real_data.py",  # 18
-                 "test_studies.py")  # 16
+                 "test_model_files.py",  # 22
+                 "test_studies.py",  # 16
+                 "test_live_recipe.py",  # 14
+                 "test_real_data.py",  # 14
+                 "test_faithfulness.py",  # 12
+                 "test_registry.py")  # 10
 
 
 def pytest_collection_modifyitems(items):

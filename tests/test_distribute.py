@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,6 +45,9 @@ def finish(process):
     return process.returncode, output
 
 
+TINY = REPO / "architectures" / "tiny.json"
+MIRRORED_CLI = ["--distribute", "mirrored", "--devices", "CPU:0,CPU:1", "--quiet"]
+
 # A small conv net without batch norm, dropout or augmentation: one step is a pure function of the batch.
 PLAIN_ARCHITECTURE = {
     "name": "plain",
@@ -68,14 +72,25 @@ def plain_architecture(tmp_path):
 def mirrored_process(tmp_path_factory, trained_run):
     """One fresh process with the CPU split into two devices, for every check that needs nothing more.
 
-    It trains mirrored and on one device, runs our batch norm under the mirrored strategy, and runs
-    ``eval --distribute mirrored`` (three uses of the strategy in one process, as a notebook would); the
-    tests below each check their part of what it did.
+    It trains mirrored and on one device, runs our batch norm under the mirrored strategy, runs
+    ``eval --distribute mirrored`` and resumes a mirrored CLI run that a real Ctrl-C stopped in a process of
+    its own before (four uses of the strategy in one process, as a notebook would); the tests below each check
+    their part of what it did.
     """
     root = tmp_path_factory.mktemp("mirrored")
     architecture = root / "plain.json"
     architecture.write_text(json.dumps(PLAIN_ARCHITECTURE))
     data = make_image_folders(root / "fruits", train_per_class=12, test_per_class=2)
+    interrupted = root / "interrupted"
+    process = fruitkeras("train", TINY, "--data", data, "--run-dir", interrupted, "--epochs", 50, *MIRRORED_CLI)
+    deadline = time.monotonic() + TIMEOUT
+    while epochs_logged(interrupted / "history.csv") < 1:  # a real Ctrl-C once the first epoch is logged
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    code, stopped_output = finish(process)
+    done = epochs_logged(interrupted / "history.csv")
+    resume = ["train", str(TINY), "--run-dir", str(interrupted), "--resume", "--epochs", str(done + 1), *MIRRORED_CLI]
     output = run_python(f"""
         import json, numpy as np, keras
         from fruitkeras import distribute
@@ -108,9 +123,15 @@ def mirrored_process(tmp_path_factory, trained_run):
                   "--devices", "CPU:0,CPU:1"])
         except SystemExit as exit:
             results["eval_exit"] = exit.code
+        try:
+            main({resume!r})
+        except SystemExit as exit:
+            results["resume_exit"] = exit.code
         print(json.dumps(results))
     """)
-    return root, json.loads(output.strip().splitlines()[-1])
+    results = json.loads(output.strip().splitlines()[-1])
+    results["interrupted"] = {"exit": code, "output": stopped_output, "epochs": done, "run": str(interrupted)}
+    return root, results
 
 
 def test_mirrored_training_on_two_cpu_devices_equals_single_device_training(mirrored_process):
@@ -138,24 +159,12 @@ def test_our_batchnorm_under_mirrored_uses_each_replicas_own_batch(mirrored_proc
     assert np.all(np.abs(np.asarray(found["variance"]) - whole_batch_variance) > 1.0)  # the halves' means differ by 5
 
 
-def test_mirrored_cli_run_is_interrupted_and_resumed(tmp_path):
-    data = make_image_folders(tmp_path / "fruits", train_per_class=12, test_per_class=2)
-    run_dir = tmp_path / "run"
-    common = ["--distribute", "mirrored", "--devices", "CPU:0,CPU:1", "--quiet"]
-    process = fruitkeras("train", REPO / "architectures" / "tiny.json", "--data", data, "--run-dir", run_dir,
-                         "--epochs", 50, *common)
-    deadline = time.monotonic() + TIMEOUT
-    while epochs_logged(run_dir / "history.csv") < 1:  # a real Ctrl-C once the first epoch is logged
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
-        time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
-    code, output = finish(process)
-    assert code == 130, output
-    assert "on 2 replicas (mirrored), batch 4 each" in output
-    done = epochs_logged(run_dir / "history.csv")
-    code, output = finish(fruitkeras("train", REPO / "architectures" / "tiny.json", "--run-dir", run_dir, "--resume",
-                                     "--epochs", done + 1, *common))
-    assert code == 0, output
+def test_mirrored_cli_run_is_interrupted_and_resumed(mirrored_process):
+    stopped = mirrored_process[1]["interrupted"]
+    assert stopped["exit"] == 130, stopped["output"]
+    assert "on 2 replicas (mirrored), batch 4 each" in stopped["output"]
+    assert mirrored_process[1]["resume_exit"] in (0, None)
+    run_dir, done = Path(stopped["run"]), stopped["epochs"]
     history = (run_dir / "history.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in history[1:]] == [str(n) for n in range(1, done + 2)]
     assert json.loads((run_dir / "run.json").read_text())["resumed"][0]["after_epoch"] == done
