@@ -5,7 +5,9 @@ the Training frames.  This measures the share of Test that has none: each Test
 photo's distance to its nearest Training frame (pixels at 32x32, Euclidean),
 then the accuracy of each run on the farthest ``--share`` of Test.  The shipped
 run is measured in the same process as the peer; the printed ratio is the worst
-listed run's error rate on the far photos over the shipped run's.
+listed run's error rate on the far photos over the shipped run's.  ``--flips``
+also gives each run's accuracy with flip test-time augmentation (each photo's
+class probabilities averaged with its mirror image's), which no command uses.
 
 Usage:
     python benchmarks/far_test_photos.py --data ../shared/data/fruits-360-77class \
@@ -40,11 +42,25 @@ def nearest_training_distances(training, test, chunk=1024):
     return found
 
 
+def mirrored_probabilities(model, metadata, data, paths):
+    """Class probabilities of the Test photos mirrored left to right, in the order of ``paths``."""
+    from fruitkeras import data as datalib
+    from fruitkeras.decoded_cache import decode_cached
+    from fruitkeras.forward import class_probabilities
+
+    split = decode_cached(datalib.scan_split(Path(data) / datalib.TEST_SPLIT), tuple(metadata["input_size"]),
+                          quiet=True)
+    row = {path: number for number, path in enumerate(split.paths)}
+    images = split.images[[row[path] for path in paths]][:, :, ::-1] * np.float32(datalib.PIXEL_SCALE)
+    return class_probabilities(model, images, batch_size=256)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--run", action="append", type=Path, default=[], help="run folders to measure")
     parser.add_argument("--share", type=float, default=0.1, help="the farthest share of Test (0.1: a tenth)")
+    parser.add_argument("--flips", action="store_true", help="also with flip test-time augmentation")
     args = parser.parse_args()
 
     from fruitkeras.evaluation import evaluate
@@ -59,14 +75,20 @@ def main():
           f"the farthest {args.share:.0%} ({len(far)} photos) at >= {cut:.2f}")
 
     errors = {}
-    print("| run | Test accuracy | on the far photos |\n|---|---:|---:|")
+    flipped = " | with flips | on the far photos, with flips" if args.flips else ""
+    print(f"| run | Test accuracy | on the far photos{flipped} |\n|---|---:|---:|" + "---:|---:|" * args.flips)
     for run in [SHIPPED, *args.run]:
         model, metadata = load_model(run / "model.keras", familiarity=False)
         result = evaluate(model, metadata, args.data)
         right = result.predictions == result.labels
         on_far = np.array([path in far for path in result.paths])
         errors[run] = 1.0 - right[on_far].mean()
-        print(f"| {run.name} | {right.mean():.4f} | {right[on_far].mean():.4f} |", flush=True)
+        row = f"| {run.name} | {right.mean():.4f} | {right[on_far].mean():.4f} |"
+        if args.flips:
+            both = (result.probabilities + mirrored_probabilities(model, metadata, args.data, result.paths)) / 2
+            right = both.argmax(axis=1) == result.labels
+            row += f" {right.mean():.4f} | {right[on_far].mean():.4f} |"
+        print(row, flush=True)
     if args.run:
         worst = max(args.run, key=errors.get)
         print(f"worst listed run on the far photos: {worst.name}, error {errors[worst]:.4f}; shipped "
