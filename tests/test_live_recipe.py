@@ -7,9 +7,9 @@ import pandas as pd
 from click.testing import CliRunner
 
 from conftest import REPO
+from fruitkeras.architecture import build_model, load_architecture
 from fruitkeras.cli import main
 from fruitkeras.explain.registry import NAMES
-from fruitkeras.architecture import build_model, load_architecture
 from fruitkeras.layers import BatchNorm
 from fruitkeras.training import train
 
