@@ -99,10 +99,10 @@ def _augmentation(value):
     for key, strength in value.items():
         if key not in defaults:
             raise ValueError(f"has unknown key '{key}' (known: {', '.join(defaults)})")
-        if key == "flip":
-            defaults[key] = _boolean(strength)
-        else:
-            defaults[key] = _fraction(strength)
+        try:
+            defaults[key] = (_boolean if key in ("flip", "transpose") else _fraction)(strength)
+        except ValueError as error:
+            raise ValueError(f"key '{key}' {error}") from None
     return defaults
 
 
@@ -112,10 +112,11 @@ def _augmentation(value):
 # as the largest shrink of those (0.6: the fruit keeps 40% to 100% of its size), specimens as the share of those
 # with more copies of the fruit; temperature as the largest red/blue gain step, occlusion and blur as shares of
 # images, noise as the largest standard deviation, exposure as the largest log gain of the fruit (0.4: x0.67 to
-# x1.49), stretch as the largest log ratio by which the fruit is drawn wider or taller.  0 switches one off.
+# x1.49), stretch as the largest log ratio by which the fruit is drawn wider or taller; transpose (true/false) swaps
+# half the images' rows and columns, which with flips gives all eight right-angle orientations.  0 switches one off.
 AUGMENTATION_DEFAULTS = {"flip": True, "rotation": 0.05, "zoom": 0.1, "brightness": 0.1, "hue": 0.0, "saturation": 0.0,
                          "background": 0.0, "zoom_out": 0.0, "specimens": 0.0, "temperature": 0.0, "occlusion": 0.0,
-                         "blur": 0.0, "noise": 0.0, "exposure": 0.0, "stretch": 0.0}
+                         "blur": 0.0, "noise": 0.0, "exposure": 0.0, "stretch": 0.0, "transpose": False}
 
 _POOL = {"pool_size": (_size, 2), "strides": (_optional(_size), None), "padding": (_one_of("valid", "same"), "valid")}
 
@@ -253,6 +254,9 @@ def parse_architecture(source, path):
     if training["first_cycle_epochs"] and (training["schedule"] != "cosine" or training["warmup_epochs"]):
         raise FruitkerasError(f"{path}: training: 'first_cycle_epochs' needs \"schedule\": \"cosine\" "
                               "and no 'warmup_epochs'")
+    if (training["augmentation"] or {}).get("transpose") and size["height"] != size["width"]:
+        raise FruitkerasError(f"{path}: training: augmentation's 'transpose' swaps rows and columns, so it needs a "
+                              f"square input, not {size['height']}x{size['width']}")
     return Architecture(name, path, (size["height"], size["width"]), layers, training, source)
 
 

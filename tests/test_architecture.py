@@ -76,7 +76,7 @@ def test_training_defaults_and_overrides(architecture_file):
     assert training["augmentation"] == {"flip": True, "rotation": 0.0, "zoom": 0.1, "brightness": 0.1,
                                         "hue": 0.0, "saturation": 0.0, "background": 0.0, "zoom_out": 0.0,
                                         "specimens": 0.0, "temperature": 0.0, "occlusion": 0.0, "blur": 0.0,
-                                        "noise": 0.0, "exposure": 0.0, "stretch": 0.0}
+                                        "noise": 0.0, "exposure": 0.0, "stretch": 0.0, "transpose": False}
     assert load_architecture(architecture_file(MINIMAL)).training["augmentation"] is None
     # The recipe fields are optional and default to plain training.
     assert (training["schedule"], training["warmup_epochs"], training["label_smoothing"],
@@ -99,12 +99,21 @@ def test_training_defaults_and_overrides(architecture_file):
         ("momentum", float("nan"), "'momentum' must be a number in [0, 1), got NaN"),
         ("jit_compile", "yes", "'jit_compile' must be true or false"),
         ("mixed_precision", 1, "'mixed_precision' must be true or false"),
-        ("augmentation", {"hue": 2}, "'augmentation' must be a number in [0, 1)"),
+        ("augmentation", {"hue": 2}, "'augmentation' key 'hue' must be a number in [0, 1)"),
+        ("augmentation", {"transpose": 1}, "'augmentation' key 'transpose' must be true or false, got {\"transpose\": 1}"),
     ],
 )
 def test_recipe_fields_are_validated(architecture_file, field, value, message):
     path = architecture_file(dict(MINIMAL, training={field: value}))
     with pytest.raises(FruitkerasError, match=re.escape(f"{path}: training: {message}")):
+        load_architecture(path)
+
+
+def test_transpose_needs_a_square_input(architecture_file):
+    path = architecture_file(dict(MINIMAL, input={"height": 40, "width": 32},
+                                  training={"augmentation": {"transpose": True}}))
+    with pytest.raises(FruitkerasError, match=re.escape(f"{path}: training: augmentation's 'transpose' swaps rows "
+                                                        "and columns, so it needs a square input, not 40x32")):
         load_architecture(path)
 
 

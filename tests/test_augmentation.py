@@ -85,6 +85,31 @@ def test_flips_alone_take_the_mirror_path_and_give_the_warped_pixels():
     np.testing.assert_array_equal(mirrored[0], images[0])
 
 
+def test_transpose_swaps_the_chosen_images_and_with_flips_gives_all_eight_right_angle_orientations():
+    images = asymmetric_images(count=8)
+    parameters = parameters_for(8)
+    parameters["flip_x"] = tf.constant([1.0, -1.0] * 4)
+    parameters["flip_y"] = tf.constant([1.0, 1.0, -1.0, -1.0] * 2)
+    parameters["transpose"] = tf.constant([0.0] * 4 + [1.0] * 4)
+    settings = {"flip": True, "rotation": 0.0, "zoom": 0.0, "brightness": 0.0, "hue": 0.0, "saturation": 0.0,
+                "transpose": True}
+    oriented = augmentation.apply(tf.constant(images), parameters, settings).numpy()
+    for number in range(8):
+        expected = images[number, :: int(parameters["flip_y"][number]), :: int(parameters["flip_x"][number])]
+        if number >= 4:
+            expected = expected.transpose(1, 0, 2)
+        np.testing.assert_array_equal(oriented[number], expected)
+    # The eight are the dihedral group: each of the array's four rotations and their mirror images, once.
+    orientations = [np.rot90(images[0], k) for k in range(4)]
+    orientations += [o[:, ::-1] for o in orientations]
+    assert sorted(min(range(8), key=lambda k: np.abs(o - orientations[k]).max()) for o in oriented) == list(range(8))
+    for o in oriented:
+        assert any(np.array_equal(o, known) for known in orientations)
+    drawn = pipeline_parameters({**settings, "rotation": 0.1}, batches=40)
+    assert 0.45 < drawn["transpose"].mean() < 0.55
+    assert abs(np.corrcoef(drawn["transpose"], drawn["flip_x"])[0, 1]) < 0.1
+
+
 def test_quarter_turn_and_zoom_out_fill_with_white():
     images = asymmetric_images()
     geometry = {**EVERYTHING, "hue": 0.0, "saturation": 0.0, "brightness": 0.0}
