@@ -11,7 +11,8 @@ of its pixels; a damaged entry is said so on stderr, deleted and rebuilt.
 Where: ``$FRUITKERAS_CACHE``, else ``$XDG_CACHE_HOME/fruitkeras/decoded``,
 else ``~/.cache/fruitkeras/decoded`` (outside the repository and the data
 folder).  ``FRUITKERAS_CACHE=off`` decodes every time.  Clearing it is
-deleting the folder.
+deleting the folder.  ``prepare`` (``fruitkeras data prepare``) fills it ahead
+of a training.
 """
 
 import hashlib
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fruitkeras import data as datalib
+from fruitkeras.errors import FruitkerasError
 
 CACHE_ENV = "FRUITKERAS_CACHE"
 # Raise when decode_split's pixels change, so that no older entry is served.
@@ -83,6 +85,32 @@ def decode_cached(listed, size, quiet=False):
                   f"{time.perf_counter() - started:.1f} s into the cache {root} (later runs read them from there; "
                   "delete the folder to clear it)", flush=True)
     return split
+
+
+def prepare(architecture_path, data=None, overrides=None, echo=print):
+    """Decode the Training and Test photos that ``train`` would read for an architecture file (at its input size,
+    after ``--set`` ``overrides``) into the cache, so that the next training, the one an examiner watches say,
+    starts from it.  ``data``: as ``train``'s --data."""
+    from fruitkeras.architecture import load_architecture, with_overrides
+
+    size = with_overrides(load_architecture(architecture_path), overrides).input_size
+    root = cache_root()
+    if root is None:
+        raise FruitkerasError(f"the decoded cache is off ({CACHE_ENV}=off): there is nothing to prepare")
+    data_root = datalib.resolve_data_dir(data)
+    listed = {datalib.TRAIN_SPLIT: datalib.scan_split(data_root / datalib.TRAIN_SPLIT)}
+    datalib.check_enough_classes(listed[datalib.TRAIN_SPLIT].class_names, data_root / datalib.TRAIN_SPLIT)
+    if (data_root / datalib.TEST_SPLIT).is_dir():
+        listed[datalib.TEST_SPLIT] = datalib.scan_split(data_root / datalib.TEST_SPLIT)
+        datalib.check_same_classes(listed[datalib.TRAIN_SPLIT].class_names, listed[datalib.TEST_SPLIT].class_names,
+                                   "Training/", "Test/")
+    counts = []
+    for name, split in listed.items():
+        decoded = decode_cached(split, size)
+        datalib.report_skipped(decoded)
+        counts.append(f"{name}/ ({len(decoded):,} photos)")
+    echo(f"ready: {' and '.join(counts)} of {data_root} at {size[0]}x{size[1]} in the decoded cache {root}; "
+         "a training at this size reads them from there")
 
 
 def _write(folder, listed, split):

@@ -118,3 +118,36 @@ def test_the_default_place_is_the_users_cache_folder(image_folders, tmp_path, mo
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     decode_cached(listed_training(image_folders), (16, 16))
     assert len(list((tmp_path / "xdg" / "fruitkeras" / "decoded").iterdir())) == 1
+
+
+def test_data_prepare_fills_the_cache_that_the_next_training_reads(image_folders, cache, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from conftest import REPO
+    from fruitkeras.cli import main
+
+    live = REPO / "architectures" / "live.json"  # 80x80
+    runner = CliRunner()
+    result = runner.invoke(main, ["data", "prepare", str(live), "--data", str(image_folders)])
+    assert result.exit_code == 0, result.output
+    counts = [len(datalib.scan_split(image_folders / split)) for split in ("Training", "Test")]
+    assert (f"ready: Training/ ({counts[0]} photos) and Test/ ({counts[1]} photos) of {image_folders} at 80x80 in "
+            f"the decoded cache {cache}") in result.output
+    assert len(entries(cache)) == 2
+    # The training decodes nothing: both splits come from the entries prepared, their pixels decoding's own.
+    trained = runner.invoke(main, ["train", str(live), "--data", str(image_folders), "--epochs", "1",
+                                   "--run-dir", str(tmp_path / "run")])
+    assert trained.exit_code == 0, trained.output
+    assert "into the cache" not in trained.output and len(entries(cache)) == 2
+    for split in ("Training", "Test"):
+        listed = datalib.scan_split(image_folders / split)
+        np.testing.assert_array_equal(decode_cached(listed, (80, 80)).images, datalib.decode_split(listed, (80, 80)).images)
+    # Another size is another entry; with the cache off there is nothing to prepare: one line, exit 1.
+    result = runner.invoke(main, ["data", "prepare", str(live), "--data", str(image_folders),
+                                  "--set", "input.height=64", "--set", "input.width=64"])
+    assert result.exit_code == 0 and "at 64x64" in result.output and len(entries(cache)) == 4
+    monkeypatch.setenv("FRUITKERAS_CACHE", "off")
+    result = runner.invoke(main, ["data", "prepare", str(live), "--data", str(image_folders)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == ["error: the decoded cache is off (FRUITKERAS_CACHE=off): there is "
+                                                  "nothing to prepare"]
