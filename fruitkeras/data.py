@@ -204,6 +204,18 @@ def scan_split(split_dir, limit_per_class=None, seed=0):
     return Split(paths, np.asarray(labels, dtype=np.int32), class_names, skipped)
 
 
+def list_splits(data_root, limit_per_class=None, seed=0):
+    """A dataset folder's Training/ and Test/ (None when it has none) listed as ``scan_split`` lists them, reading no
+    image, and checked before any work: enough classes, and the same in both."""
+    training = scan_split(Path(data_root) / TRAIN_SPLIT, limit_per_class, seed)
+    check_enough_classes(training.class_names, Path(data_root) / TRAIN_SPLIT)
+    test = None
+    if (Path(data_root) / TEST_SPLIT).is_dir():
+        test = scan_split(Path(data_root) / TEST_SPLIT)
+        check_same_classes(training.class_names, test.class_names, "Training/", "Test/")
+    return training, test
+
+
 def decode_split(split, size):
     """Decode every file of a listed split once; returns a new Split holding the uint8 images.
 

@@ -98,14 +98,10 @@ def prepare(architecture_path, data=None, overrides=None, echo=print):
     if root is None:
         raise FruitkerasError(f"the decoded cache is off ({CACHE_ENV}=off): there is nothing to prepare")
     data_root = datalib.resolve_data_dir(data)
-    listed = {datalib.TRAIN_SPLIT: datalib.scan_split(data_root / datalib.TRAIN_SPLIT)}
-    datalib.check_enough_classes(listed[datalib.TRAIN_SPLIT].class_names, data_root / datalib.TRAIN_SPLIT)
-    if (data_root / datalib.TEST_SPLIT).is_dir():
-        listed[datalib.TEST_SPLIT] = datalib.scan_split(data_root / datalib.TEST_SPLIT)
-        datalib.check_same_classes(listed[datalib.TRAIN_SPLIT].class_names, listed[datalib.TEST_SPLIT].class_names,
-                                   "Training/", "Test/")
     counts = []
-    for name, split in listed.items():
+    for name, split in zip((datalib.TRAIN_SPLIT, datalib.TEST_SPLIT), datalib.list_splits(data_root)):
+        if split is None:
+            continue
         decoded = decode_cached(split, size)
         datalib.report_skipped(decoded)
         counts.append(f"{name}/ ({len(decoded):,} photos)")

@@ -170,15 +170,10 @@ def train(
     size = architecture.input_size
 
     # List both splits (reading no image) and check them before any work.
-    listed = datalib.scan_split(data_root / datalib.TRAIN_SPLIT, limit_per_class, seed)
-    datalib.check_enough_classes(listed.class_names, data_root / datalib.TRAIN_SPLIT)
+    listed, test_listed = datalib.list_splits(data_root, limit_per_class, seed)
     if resume:
         datalib.check_same_classes(record["class_names"], listed.class_names, "the run", f"{data_root}/Training/")
-    test_listed = None
-    if (data_root / datalib.TEST_SPLIT).is_dir():
-        test_listed = datalib.scan_split(data_root / datalib.TEST_SPLIT)
-        datalib.check_same_classes(listed.class_names, test_listed.class_names, "Training/", "Test/")
-    elif test_evaluation and verbose:
+    if test_listed is None and test_evaluation and verbose:
         print(f"note: no {data_root / datalib.TEST_SPLIT}/: history.csv will have no test_loss and test_accuracy",
               flush=True)
 
