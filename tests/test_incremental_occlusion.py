@@ -74,14 +74,17 @@ def test_the_live_architecture_in_bfloat16():
     """live.json computes in bfloat16 with a float32 last layer: the shortcut pastes float32 image tiles into
     bfloat16 windows, and its maps are the full re-inference's."""
     path = Path(__file__).resolve().parent.parent / "architectures" / "live.json"
+    keras.utils.set_random_seed(3)  # the same weights whatever ran before in this process
     with mixed_precision_policy(True, quiet=True):
         model = build_model(parse_architecture(json.loads(path.read_text()), path), 5)
     assert model.layers[0].compute_dtype == "bfloat16" and model.layers[-1].compute_dtype == "float32"
     image = np.random.default_rng(3).random((1, 80, 80, 3)).astype(np.float32)
-    fast = occlusion(model, image, [2], patch=10, stride=4)
     full = occlusion(model, image, [2], patch=10, stride=4, incremental=False)
+    span = full.max() - full.min()
     assert IncrementalOcclusionEngine(model, (80, 80), 10, 8).shortcut_layers > 0
-    np.testing.assert_allclose(fast, full, atol=1e-2 * (full.max() - full.min()))
+    np.testing.assert_allclose(occlusion(model, image, [2], patch=10, stride=4, xla=False), full, atol=1e-2 * span)
+    # Compiled (the default), XLA fuses the engine's bfloat16 steps and rounds some otherwise.
+    np.testing.assert_allclose(occlusion(model, image, [2], patch=10, stride=4), full, atol=5e-2 * span)
 
 
 def test_a_model_without_a_shortcut_falls_back_to_full_inference():

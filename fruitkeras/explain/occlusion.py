@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from fruitkeras.explain.class_scores import image_losses, loss_function, resolve_labels
 from fruitkeras.explain.fill import DEFAULT_FILL, parse_fill
+from fruitkeras.explain.registry import XLA
 from fruitkeras.forward import kept_object
 
 def grid(length, stride):
@@ -140,7 +141,7 @@ def _new_engine(model, image_size, patch, batch_size, incremental, xla):
 
 
 def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL, batch_size=512,
-              mean_colour=None, relative=False, progress=False, incremental=True, xla=False):
+              mean_colour=None, relative=False, progress=False, incremental=True, xla=XLA.default):
     """Occlusion loss maps (N, H, W); with ``stride`` > 1 each grid cell's value fills the cell.
 
     ``relative``: the change against the unoccluded image's loss instead.
@@ -149,7 +150,8 @@ def occlusion(model, images, labels=None, patch=10, stride=1, fill=DEFAULT_FILL,
     ``incremental``: recompute only each layer's window of change
     (``fruitkeras.explain.incremental``); False: every occluded copy in full.
     Both give the same maps.  ``xla``: compile the incremental engine with
-    XLA: a few seconds once per model and settings, then faster maps.
+    XLA: under a second once per model and settings, then faster maps; on by
+    default, as on the command line and the page (``registry.XLA``).
     Positions whose patch changes no pixel are not computed at all: their
     loss is the unoccluded one.
     """
