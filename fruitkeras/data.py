@@ -207,11 +207,12 @@ def scan_split(split_dir, limit_per_class=None, seed=0):
 def list_splits(data_root, limit_per_class=None, seed=0):
     """A dataset folder's Training/ and Test/ (None when it has none) listed as ``scan_split`` lists them, reading no
     image, and checked before any work: enough classes, and the same in both."""
-    training = scan_split(Path(data_root) / TRAIN_SPLIT, limit_per_class, seed)
-    check_enough_classes(training.class_names, Path(data_root) / TRAIN_SPLIT)
+    training_dir, test_dir = Path(data_root) / TRAIN_SPLIT, Path(data_root) / TEST_SPLIT
+    training = scan_split(training_dir, limit_per_class, seed)
+    check_enough_classes(training.class_names, training_dir)
     test = None
-    if (Path(data_root) / TEST_SPLIT).is_dir():
-        test = scan_split(Path(data_root) / TEST_SPLIT)
+    if test_dir.is_dir():
+        test = scan_split(test_dir)
         check_same_classes(training.class_names, test.class_names, "Training/", "Test/")
     return training, test
 
