@@ -2,7 +2,7 @@
 
 Each approach runs in a fresh Python process, one after the other:
 
-* ours: ``fruitkeras.training.train`` as ``fruitkeras train`` runs it (file
+* ours: ``fruitkeras.training.train_architecture`` as ``fruitkeras train`` runs it (file
   listing, one TensorFlow decode per image into memory, PIL only for files
   TensorFlow cannot take, Test decoded in the background), stopped at the
   first training step;
@@ -29,7 +29,7 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 from fruitkeras.cli import import_tensorflow_quietly
 import_tensorflow_quietly()
 import keras
-from fruitkeras.training import train
+from fruitkeras.training import train_architecture
 from fruitkeras.errors import TrainingInterrupted
 
 class FirstStep(keras.callbacks.Callback):
@@ -38,7 +38,7 @@ class FirstStep(keras.callbacks.Callback):
         raise KeyboardInterrupt
 
 try:
-    train("architectures/vgg_small.json", data=sys.argv[1], run_dir=sys.argv[2], verbose=0,
+    train_architecture("architectures/vgg_small.json", data=sys.argv[1], run_dir=sys.argv[2], verbose=0,
           extra_callbacks=[FirstStep()])
 except TrainingInterrupted:
     pass

@@ -57,14 +57,14 @@ def train_into(log, architecture, run_dir, resume, data, seed, epochs):
     import keras
 
     from fruitkeras.errors import FruitkerasError
-    from fruitkeras.training import train
+    from fruitkeras.training import train_architecture
 
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
             if resume:
-                train(architecture, run_dir=run_dir, resume=True, epochs=epochs)
+                train_architecture(architecture, run_dir=run_dir, resume=True, epochs=epochs)
             else:
-                train(architecture, data=data, run_dir=run_dir, seed=seed, epochs=epochs)
+                train_architecture(architecture, data=data, run_dir=run_dir, seed=seed, epochs=epochs)
         except FruitkerasError as error:  # an interrupted run's message says how it continues
             print(f"error: {error}", flush=True)
             return str(error)

@@ -156,12 +156,12 @@ def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evalu
     if resume and run_dir is None:
         raise click.UsageError("--resume needs --run-dir (the run to continue)")
     load_tensorflow()
-    from fruitkeras.training import train as run_training
+    from fruitkeras.training import train_architecture
 
-    done = run_training(architecture, data=data, run_dir=run_dir, epochs=epochs, seed=seed,
-                        limit_per_class=limit_per_class, resume=resume, test_evaluation=test_evaluation,
-                        verbose=2 if sys.stdout.isatty() and not quiet else 1, distribute=distribute, devices=devices,
-                        mixed_precision=mixed_precision, overrides=overrides)
+    done = train_architecture(architecture, data=data, run_dir=run_dir, epochs=epochs, seed=seed,
+                              limit_per_class=limit_per_class, resume=resume, test_evaluation=test_evaluation,
+                              verbose=2 if sys.stdout.isatty() and not quiet else 1, distribute=distribute,
+                              devices=devices, mixed_precision=mixed_precision, overrides=overrides)
     click.echo(f"saved {done / 'model.keras'}; evaluate with: fruitkeras eval {shlex.quote(str(done))}")
 
 
@@ -396,7 +396,7 @@ def serve(run_or_model, data, host, port):
     check_port_free(host, port)  # at once: before TensorFlow, Gradio and the model load
     load_tensorflow()
     from fruitkeras.data import DATA_ENV, resolve_data_dir
-    from fruitkeras.webapp import serve as serve_page
+    from fruitkeras.webapp import serve_model
 
     model_path = chosen_model(run_or_model)
     if data is not None or os.environ.get(DATA_ENV):
@@ -404,7 +404,7 @@ def serve(run_or_model, data, host, port):
     elif Path("data").is_dir():
         data = resolve_data_dir()
     # else: no dataset here; the page offers uploads and samples only
-    serve_page(model_path, data, host, port, echo=click.echo)
+    serve_model(model_path, data, host, port, echo=click.echo)
 
 
 @main.group()
@@ -431,9 +431,9 @@ def data_download(out, url, classes, cache_dir):
       fruitkeras data download --url https://example.org/fruits-360.zip --classes my-classes.txt --out data
     """
     load_tensorflow()
-    from fruitkeras.data_download import DEFAULT_URL, download
+    from fruitkeras.data_download import DEFAULT_URL, download_dataset
 
-    download(out, url or DEFAULT_URL, classes, str(cache_dir) if cache_dir else None, echo=click.echo)
+    download_dataset(out, url or DEFAULT_URL, classes, str(cache_dir) if cache_dir else None, echo=click.echo)
 
 
 @data.command(name="prepare")
@@ -454,9 +454,9 @@ def data_prepare(architecture, data, overrides):
       fruitkeras data prepare architectures/vgg_small.json --set input.height=64 --set input.width=64
     """
     load_tensorflow()
-    from fruitkeras.decoded_cache import prepare
+    from fruitkeras.decoded_cache import prepare_data
 
-    prepare(architecture, data, overrides, echo=click.echo)
+    prepare_data(architecture, data, overrides, echo=click.echo)
 
 
 @data.command(name="check")

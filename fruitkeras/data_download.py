@@ -91,7 +91,7 @@ def match_classes(wanted, available):
     return chosen
 
 
-def download(out, url=DEFAULT_URL, classes="benchmark", cache_dir=None, echo=print):
+def download_dataset(out, url=DEFAULT_URL, classes="benchmark", cache_dir=None, echo=print):
     """Fetch (or reuse from the cache) the archive at ``url``, extract the chosen classes into ``out``.
 
     Returns {split: {class: image count}}.

@@ -87,7 +87,7 @@ def decode_cached(listed, size, quiet=False):
     return split
 
 
-def prepare(architecture_path, data=None, overrides=None, echo=print):
+def prepare_data(architecture_path, data=None, overrides=None, echo=print):
     """Decode the Training and Test photos that ``train`` would read for an architecture file (at its input size,
     after ``--set`` ``overrides``) into the cache, so that the next training, the one an examiner watches say,
     starts from it.  ``data``: as ``train``'s --data."""

@@ -112,7 +112,7 @@ def _resume_record(run_dir, architecture, given):
     return record
 
 
-def train(
+def train_architecture(
     architecture_path,
     data=None,
     run_dir=None,

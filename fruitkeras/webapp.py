@@ -325,7 +325,7 @@ def check_port_free(host, port):
                                   "choose another port with --port") from None
 
 
-def serve(model_path, data_root=None, host="127.0.0.1", port=7860, echo=print):
+def serve_model(model_path, data_root=None, host="127.0.0.1", port=7860, echo=print):
     """Load the model, build the page and serve it until Ctrl-C."""
     import gradio as gr
 

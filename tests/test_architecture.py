@@ -254,7 +254,7 @@ def test_bad_set_is_one_line_naming_the_field(image_folders, runner, tmp_path, s
 def test_resume_reapplies_the_runs_own_set_and_refuses_another(image_folders, runner, tmp_path):
     from fruitkeras.cli import main
     from fruitkeras.errors import TrainingInterrupted
-    from fruitkeras.training import train
+    from fruitkeras.training import train_architecture
 
     class StopAfterFirstEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -262,7 +262,7 @@ def test_resume_reapplies_the_runs_own_set_and_refuses_another(image_folders, ru
 
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
-        train(TINY, data=str(image_folders), run_dir=run_dir, epochs=2, verbose=0, overrides=["layers.1.filters=5"],
+        train_architecture(TINY, data=str(image_folders), run_dir=run_dir, epochs=2, verbose=0, overrides=["layers.1.filters=5"],
               extra_callbacks=[StopAfterFirstEpoch()])
     refused = runner.invoke(main, ["train", str(TINY), "--run-dir", str(run_dir), "--resume", "--set",
                                    "layers.1.filters=7"])

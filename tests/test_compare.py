@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import TINY_ARCHITECTURE, copy_run
 from fruitkeras.cli import main
 from fruitkeras.comparison import comparison_figure, comparison_table, differences, read_run
-from fruitkeras.training import train
+from fruitkeras.training import train_architecture
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def second_run(tmp_path_factory, trained_run):
     source["training"]["learning_rate"] = 0.05
     architecture = base / "tiny_fast.json"
     architecture.write_text(json.dumps(source))
-    return train(architecture, data=str(trained_run["data"]), run_dir=base / "fast", epochs=2, verbose=0)
+    return train_architecture(architecture, data=str(trained_run["data"]), run_dir=base / "fast", epochs=2, verbose=0)
 
 
 def test_table_matches_the_histories_and_names_what_differs(trained_run, second_run, runner, tmp_path):
@@ -66,7 +66,7 @@ def test_differs_names_data_classes_epochs_and_sample_limit(trained_run, tmp_pat
     from conftest import CLASS_COLOURS, make_image_folders
 
     two_classes = make_image_folders(tmp_path / "two", classes=dict(list(CLASS_COLOURS.items())[:2]))
-    other = train(TINY_ARCHITECTURE, data=str(two_classes), run_dir=tmp_path / "other", epochs=1, limit_per_class=5,
+    other = train_architecture(TINY_ARCHITECTURE, data=str(two_classes), run_dir=tmp_path / "other", epochs=1, limit_per_class=5,
                   verbose=0)
     table = comparison_table([read_run(trained_run["run_dir"]), read_run(other)], "test_accuracy")
     assert table["differs"].iloc[0] == "-"

@@ -96,12 +96,12 @@ def mirrored_process(tmp_path_factory, trained_run):
         from fruitkeras import distribute
         from fruitkeras.cli import main
         from fruitkeras.layers import BatchNorm
-        from fruitkeras.training import train
+        from fruitkeras.training import train_architecture
         from fruitkeras.runs import load_model
         results = {{}}
-        mirrored = train({str(architecture)!r}, data={str(data)!r}, run_dir={str(root / "mirrored")!r},
+        mirrored = train_architecture({str(architecture)!r}, data={str(data)!r}, run_dir={str(root / "mirrored")!r},
                          distribute="mirrored", devices="CPU:0,CPU:1", verbose=0)
-        single = train({str(architecture)!r}, data={str(data)!r}, run_dir={str(root / "single")!r}, verbose=0)
+        single = train_architecture({str(architecture)!r}, data={str(data)!r}, run_dir={str(root / "single")!r}, verbose=0)
         a, b = (load_model(run / "model.keras")[0].get_weights() for run in (mirrored, single))
         results["training"] = {{"difference": max(float(np.abs(x - y).max()) for x, y in zip(a, b)),
                                "scale": max(float(np.abs(w).max()) for w in b)}}
@@ -183,7 +183,7 @@ def free_ports(count):
 
 def test_two_worker_run_on_loopback_writes_one_run_folder_and_equals_single_device(tmp_path, plain_architecture):
     from fruitkeras.runs import load_model
-    from fruitkeras.training import train
+    from fruitkeras.training import train_architecture
 
     data = make_image_folders(tmp_path / "fruits", train_per_class=12, test_per_class=2)
     run_dir = tmp_path / "runs" / "two-workers"
@@ -205,7 +205,7 @@ def test_two_worker_run_on_loopback_writes_one_run_folder_and_equals_single_devi
     assert not list(tmp_path.glob("fruitkeras-worker-*"))  # the worker removed its temporary folder
 
     # Each worker took its half of every global batch: the same steps as one device on the whole batch.
-    single = train(plain_architecture, data=data, run_dir=tmp_path / "single", verbose=0)
+    single = train_architecture(plain_architecture, data=data, run_dir=tmp_path / "single", verbose=0)
     a, b = (load_model(run / "model.keras")[0].get_weights() for run in (run_dir, single))
     scale = max(float(np.abs(w).max()) for w in b)
     assert max(float(np.abs(x - y).max()) for x, y in zip(a, b)) <= WEIGHT_TOLERANCE * scale
@@ -263,19 +263,19 @@ def test_mixed_precision_training_keeps_softmax_and_batchnorm_in_float32(runner,
 
 
 def test_the_files_mixed_precision_field_turns_it_on_and_off(image_folders, tmp_path):
-    from fruitkeras.training import train
+    from fruitkeras.training import train_architecture
 
     tiny = REPO / "architectures" / "tiny.json"
-    on = train(tiny, data=str(image_folders), run_dir=tmp_path / "on", epochs=1, verbose=0,
+    on = train_architecture(tiny, data=str(image_folders), run_dir=tmp_path / "on", epochs=1, verbose=0,
                overrides=["training.mixed_precision=true"])
     assert json.loads((on / "run.json").read_text())["distribute"]["mixed_precision"] == "mixed_bfloat16"
-    off = train(tiny, data=str(image_folders), run_dir=tmp_path / "off", epochs=1, verbose=0)
+    off = train_architecture(tiny, data=str(image_folders), run_dir=tmp_path / "off", epochs=1, verbose=0)
     assert json.loads((off / "run.json").read_text())["distribute"]["mixed_precision"] is None
 
 
 def test_a_cpu_without_bfloat16_instructions_is_told_so(image_folders, tmp_path, monkeypatch, capsys):
     from fruitkeras import distribute
-    from fruitkeras.training import train
+    from fruitkeras.training import train_architecture
 
     (tmp_path / "old").write_text("processor : 0\nflags : fpu sse2 avx2 avx512f\n")
     (tmp_path / "new").write_text("processor : 0\nflags : fpu sse2 avx2 avx512f amx_bf16 amx_tile\n")
@@ -283,7 +283,7 @@ def test_a_cpu_without_bfloat16_instructions_is_told_so(image_folders, tmp_path,
     assert distribute.cpu_has_bfloat16(tmp_path / "new") is True
     assert distribute.cpu_has_bfloat16(tmp_path / "missing") is None
     monkeypatch.setattr(distribute, "CPUINFO", tmp_path / "old")
-    train(REPO / "architectures" / "tiny.json", data=str(image_folders), run_dir=tmp_path / "run", epochs=1,
+    train_architecture(REPO / "architectures" / "tiny.json", data=str(image_folders), run_dir=tmp_path / "run", epochs=1,
           verbose=1, mixed_precision=True)
     assert "this CPU has no bfloat16 instructions" in capsys.readouterr().out
 

@@ -70,13 +70,13 @@ def test_faithfulness_randomised_copies_are_released():
 
 
 def test_mixed_precision_is_scoped_to_its_training(image_folders, tmp_path):
-    from fruitkeras.training import train
+    from fruitkeras.training import train_architecture
 
     assert keras.mixed_precision.global_policy().name == "float32"
-    mixed = train(TINY_ARCHITECTURE, data=str(image_folders), run_dir=tmp_path / "mixed", epochs=1, verbose=0,
+    mixed = train_architecture(TINY_ARCHITECTURE, data=str(image_folders), run_dir=tmp_path / "mixed", epochs=1, verbose=0,
                   mixed_precision=True)
     assert keras.mixed_precision.global_policy().name == "float32"
-    plain = train(TINY_ARCHITECTURE, data=str(image_folders), run_dir=tmp_path / "plain", epochs=1, verbose=0)
+    plain = train_architecture(TINY_ARCHITECTURE, data=str(image_folders), run_dir=tmp_path / "plain", epochs=1, verbose=0)
     records = [json.loads((run / "run.json").read_text())["distribute"] for run in (mixed, plain)]
     assert [r["mixed_precision"] for r in records] == ["mixed_bfloat16", None]
     model = keras.models.load_model(plain / "model.keras")

@@ -11,7 +11,7 @@ from fruitkeras.architecture import build_model, load_architecture
 from fruitkeras.cli import main
 from fruitkeras.explain.registry import NAMES
 from fruitkeras.layers import BatchNorm
-from fruitkeras.training import train
+from fruitkeras.training import train_architecture
 
 LIVE = REPO / "architectures" / "live.json"
 
@@ -26,7 +26,7 @@ def test_the_live_recipe_is_convolutions_dense_layers_and_our_batchnorm():
 
 
 def test_the_live_recipe_trains_a_tiny_run_with_the_full_log(image_folders, tmp_path):
-    run = train(LIVE, data=str(image_folders), run_dir=tmp_path / "live", epochs=2, verbose=0)
+    run = train_architecture(LIVE, data=str(image_folders), run_dir=tmp_path / "live", epochs=2, verbose=0)
     history = pd.read_csv(run / "history.csv")
     assert list(history["epoch"]) == [1, 2]
     for column in ("timestamp", "epoch_seconds", "val_accuracy", "test_accuracy"):
@@ -37,7 +37,7 @@ def test_the_live_recipe_trains_a_tiny_run_with_the_full_log(image_folders, tmp_
     assert json.loads((run / "run.json").read_text())["distribute"]["mixed_precision"] == "mixed_bfloat16"
 
     # bfloat16 compute keeps the promise: the same seed, the same history bit for bit.
-    again = train(LIVE, data=str(image_folders), run_dir=tmp_path / "again", epochs=2, verbose=0)
+    again = train_architecture(LIVE, data=str(image_folders), run_dir=tmp_path / "again", epochs=2, verbose=0)
     clock = ["timestamp", "epoch_seconds"]
     pd.testing.assert_frame_equal(history.drop(columns=clock), pd.read_csv(again / "history.csv").drop(columns=clock),
                                   check_exact=True)

@@ -30,12 +30,12 @@ print(info["class_names"], ours.output_shape)
 def smoothed_run(tmp_path_factory):
     """A one-epoch run of the recipe (label smoothing, AdamW)."""
     from conftest import make_image_folders
-    from fruitkeras.training import train
+    from fruitkeras.training import train_architecture
 
     base = tmp_path_factory.mktemp("smoothed")
     architecture = base / "recipe.json"
     architecture.write_text(json.dumps({**RECIPE_TINY, "training": {**RECIPE_TINY["training"], "epochs": 1}}))
-    return train(architecture, data=str(make_image_folders(base / "fruits")), run_dir=base / "run", verbose=0)
+    return train_architecture(architecture, data=str(make_image_folders(base / "fruits")), run_dir=base / "run", verbose=0)
 
 
 @pytest.mark.parametrize("imports", ["import fruitkeras\nimport keras", "import keras\nimport fruitkeras",

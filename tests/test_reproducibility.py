@@ -11,7 +11,7 @@ import pytest
 
 from conftest import RECIPE_TINY
 from fruitkeras.errors import TrainingInterrupted
-from fruitkeras.training import train
+from fruitkeras.training import train_architecture
 
 CLOCK_COLUMNS = ["timestamp", "epoch_seconds"]  # the only columns allowed to differ
 
@@ -51,7 +51,7 @@ def test_same_seed_gives_the_same_history_bit_for_bit(recipe_file, image_folders
     monkeypatch.setenv("FRUITKERAS_CACHE", str(tmp_path / "cache"))
     runs, notes = [], []
     for name, seed in (("a", 3), ("b", 3), ("other-seed", 4)):
-        runs.append(train(recipe_file, data=str(image_folders), run_dir=tmp_path / name, seed=seed, verbose=1))
+        runs.append(train_architecture(recipe_file, data=str(image_folders), run_dir=tmp_path / name, seed=seed, verbose=1))
         notes.append(capfd.readouterr().out.count("into the cache"))
     assert notes == [2, 0, 0]  # a decoded Training and Test into the cache; b and other-seed read them
     first, second, other = (history_of(run) for run in runs)
@@ -64,12 +64,12 @@ def test_resumed_run_equals_an_uninterrupted_one(recipe_file, image_folders, tmp
     """Interrupted after epoch 2 and resumed: the same batches, augmentation, schedule and weights as a run
     that went straight through, so the same history."""
     straight_rates, resumed_rates = LearningRates(), LearningRates()
-    straight = train(recipe_file, data=str(image_folders), run_dir=tmp_path / "straight", seed=1, verbose=0,
+    straight = train_architecture(recipe_file, data=str(image_folders), run_dir=tmp_path / "straight", seed=1, verbose=0,
                      extra_callbacks=[straight_rates])
     with pytest.raises(TrainingInterrupted):
-        train(recipe_file, data=str(image_folders), run_dir=tmp_path / "resumed", seed=1, verbose=0,
+        train_architecture(recipe_file, data=str(image_folders), run_dir=tmp_path / "resumed", seed=1, verbose=0,
               extra_callbacks=[resumed_rates, StopAfterEpoch(2)])
-    resumed = train(recipe_file, run_dir=tmp_path / "resumed", resume=True, verbose=0, extra_callbacks=[resumed_rates])
+    resumed = train_architecture(recipe_file, run_dir=tmp_path / "resumed", resume=True, verbose=0, extra_callbacks=[resumed_rates])
     assert json.loads((resumed / "run.json").read_text())["resumed"][0]["after_epoch"] == 2
     assert resumed_rates.rates == straight_rates.rates  # the schedule went on where it stopped
     pd.testing.assert_frame_equal(history_of(resumed), history_of(straight), check_exact=True)
@@ -79,7 +79,7 @@ def test_adamw_trains_with_the_weight_decay_the_file_gives(architecture_file, im
     """0 means no decay; AdamW's own default (0.004) must not step in."""
     for decay in (0.0, 0.02):
         source = {**RECIPE_TINY, "training": {**RECIPE_TINY["training"], "weight_decay": decay, "epochs": 1}}
-        run_dir = train(architecture_file(source, f"decay{decay}.json"), data=str(image_folders),
+        run_dir = train_architecture(architecture_file(source, f"decay{decay}.json"), data=str(image_folders),
                         run_dir=tmp_path / f"decay{decay}", verbose=0)
         model = keras.models.load_model(run_dir / "model.keras")  # compiled, optimizer included
         assert isinstance(model.optimizer, keras.optimizers.AdamW)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO, TINY_ARCHITECTURE, make_image_folders
 from fruitkeras.errors import TrainingInterrupted
-from fruitkeras.training import train
+from fruitkeras.training import train_architecture
 from test_new_user import SignalAt
 
 
@@ -23,7 +23,7 @@ def test_runner_runs_each_plan_entry_once_resumes_and_compares(tmp_path):
     runs_dir = tmp_path / "runs"
     # An interrupted run of the plan, as a stopped session leaves it.
     with pytest.raises(TrainingInterrupted):
-        train(TINY_ARCHITECTURE, data=str(data), run_dir=runs_dir / "tiny-seed1", epochs=2, seed=1, verbose=0,
+        train_architecture(TINY_ARCHITECTURE, data=str(data), run_dir=runs_dir / "tiny-seed1", epochs=2, seed=1, verbose=0,
               extra_callbacks=[SignalAt("after-log-row", 0)])
     command = [sys.executable, str(REPO / "benchmarks" / "run_studies.py"), "--data", str(data), "--epochs", "2",
                "--study", "augmentation", "--baseline", str(TINY_ARCHITECTURE), "--plan-dir", str(plan_dir),

@@ -19,7 +19,7 @@ from fruitkeras.cli import main
 from fruitkeras.errors import TrainingInterrupted
 from fruitkeras.runs import load_model
 from fruitkeras.architecture import TRAINING_FIELDS
-from fruitkeras.training import _optimizer, train
+from fruitkeras.training import _optimizer, train_architecture
 
 
 def test_train_writes_a_complete_run(trained_run):
@@ -162,7 +162,7 @@ def test_interrupted_training_resumes_without_losing_epochs(image_folders, runne
 
     run_dir = tmp_path / "runs" / "resumable"
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        train(TINY_ARCHITECTURE, data=str(image_folders), run_dir=run_dir, epochs=4, verbose=0,
+        train_architecture(TINY_ARCHITECTURE, data=str(image_folders), run_dir=run_dir, epochs=4, verbose=0,
               extra_callbacks=[StopAfterSecondEpoch()])
     assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [1, 2]
     assert not (run_dir / "model.keras").exists()
@@ -255,7 +255,7 @@ def test_non_square_inputs_train_predict_and_explain(image_folders, architecture
     """A 24x40 input: the data, the model, every explanation method and the occlusion grid keep height != width."""
     source = json.loads(TINY_ARCHITECTURE.read_text())
     source["input"] = {"height": 24, "width": 40}
-    run_dir = train(architecture_file(source, "wide.json"), data=str(image_folders), run_dir=tmp_path / "wide",
+    run_dir = train_architecture(architecture_file(source, "wide.json"), data=str(image_folders), run_dir=tmp_path / "wide",
                     epochs=1, verbose=0)
     model, metadata = load_model(run_dir / "model.keras")
     assert metadata["input_size"] == [24, 40] and model.input_shape == (None, 24, 40, 3)
