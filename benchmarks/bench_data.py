@@ -39,7 +39,7 @@ class FirstStep(keras.callbacks.Callback):
 
 try:
     train_architecture("architectures/vgg_small.json", data=sys.argv[1], run_dir=sys.argv[2], verbose=0,
-          extra_callbacks=[FirstStep()])
+                       extra_callbacks=[FirstStep()])
 except TrainingInterrupted:
     pass
 """

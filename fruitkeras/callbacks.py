@@ -214,10 +214,12 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def logging_callbacks(history_path, backup_dir, append, epochs, evaluation, progress_bar, first_epoch=0):
-    """Evaluation, console output, timestamps, resumable backup, the CSV log and the Ctrl-C stop, in the order they must run."""
-    console = [keras.callbacks.ProgbarLogger()] if progress_bar else []
-    line = [] if progress_bar else [EpochLine(epochs)]
+def logging_callbacks(history_path, backup_dir, append, epochs, evaluation, verbose, first_epoch=0):
+    """Evaluation, console output, timestamps, resumable backup, the CSV log and the Ctrl-C stop, in the order they
+    must run.  ``verbose`` as ``train_architecture`` takes it: 0 nothing on the console, 1 a line per epoch, 2 a
+    progress bar."""
+    console = [keras.callbacks.ProgbarLogger()] if verbose >= 2 else []
+    line = [EpochLine(epochs)] if verbose == 1 else []
     return [StepKeyedRandomness(), StopOnNonFiniteLoss(), evaluation] + console + [
         EpochTimestamp(),
         *line,

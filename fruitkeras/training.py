@@ -295,7 +295,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     _write_record(run_dir, record)
 
     callbacks = logging_callbacks(run_dir / HISTORY_FILE, run_dir / BACKUP_DIR, append=resume, epochs=epochs,
-                                  evaluation=evaluation, progress_bar=verbose >= 2, first_epoch=first_epoch)
+                                  evaluation=evaluation, verbose=verbose, first_epoch=first_epoch)
     if verbose:
         print(f"training {architecture.name} ({model.count_params():,} parameters) on {len(train_rows)} images "
               f"({len(val_rows)} for validation), {num_classes} classes, "

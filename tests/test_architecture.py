@@ -263,7 +263,7 @@ def test_resume_reapplies_the_runs_own_set_and_refuses_another(image_folders, ru
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
         train_architecture(TINY, data=str(image_folders), run_dir=run_dir, epochs=2, verbose=0, overrides=["layers.1.filters=5"],
-              extra_callbacks=[StopAfterFirstEpoch()])
+                           extra_callbacks=[StopAfterFirstEpoch()])
     refused = runner.invoke(main, ["train", str(TINY), "--run-dir", str(run_dir), "--resume", "--set",
                                    "layers.1.filters=7"])
     assert refused.exit_code == 1 and "--set" in refused.output and "drop --set" in refused.output

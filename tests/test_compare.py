@@ -67,7 +67,7 @@ def test_differs_names_data_classes_epochs_and_sample_limit(trained_run, tmp_pat
 
     two_classes = make_image_folders(tmp_path / "two", classes=dict(list(CLASS_COLOURS.items())[:2]))
     other = train_architecture(TINY_ARCHITECTURE, data=str(two_classes), run_dir=tmp_path / "other", epochs=1, limit_per_class=5,
-                  verbose=0)
+                               verbose=0)
     table = comparison_table([read_run(trained_run["run_dir"]), read_run(other)], "test_accuracy")
     assert table["differs"].iloc[0] == "-"
     assert table["differs"].iloc[1] == (f"run.classes=2; run.data={json.dumps(str(two_classes))}; run.epochs=1; "

@@ -100,7 +100,7 @@ def mirrored_process(tmp_path_factory, trained_run):
         from fruitkeras.runs import load_model
         results = {{}}
         mirrored = train_architecture({str(architecture)!r}, data={str(data)!r}, run_dir={str(root / "mirrored")!r},
-                         distribute="mirrored", devices="CPU:0,CPU:1", verbose=0)
+                                      distribute="mirrored", devices="CPU:0,CPU:1", verbose=0)
         single = train_architecture({str(architecture)!r}, data={str(data)!r}, run_dir={str(root / "single")!r}, verbose=0)
         a, b = (load_model(run / "model.keras")[0].get_weights() for run in (mirrored, single))
         results["training"] = {{"difference": max(float(np.abs(x - y).max()) for x, y in zip(a, b)),
@@ -267,7 +267,7 @@ def test_the_files_mixed_precision_field_turns_it_on_and_off(image_folders, tmp_
 
     tiny = REPO / "architectures" / "tiny.json"
     on = train_architecture(tiny, data=str(image_folders), run_dir=tmp_path / "on", epochs=1, verbose=0,
-               overrides=["training.mixed_precision=true"])
+                            overrides=["training.mixed_precision=true"])
     assert json.loads((on / "run.json").read_text())["distribute"]["mixed_precision"] == "mixed_bfloat16"
     off = train_architecture(tiny, data=str(image_folders), run_dir=tmp_path / "off", epochs=1, verbose=0)
     assert json.loads((off / "run.json").read_text())["distribute"]["mixed_precision"] is None
@@ -284,7 +284,7 @@ def test_a_cpu_without_bfloat16_instructions_is_told_so(image_folders, tmp_path,
     assert distribute.cpu_has_bfloat16(tmp_path / "missing") is None
     monkeypatch.setattr(distribute, "CPUINFO", tmp_path / "old")
     train_architecture(REPO / "architectures" / "tiny.json", data=str(image_folders), run_dir=tmp_path / "run", epochs=1,
-          verbose=1, mixed_precision=True)
+                       verbose=1, mixed_precision=True)
     assert "this CPU has no bfloat16 instructions" in capsys.readouterr().out
 
 

@@ -74,7 +74,7 @@ def test_mixed_precision_is_scoped_to_its_training(image_folders, tmp_path):
 
     assert keras.mixed_precision.global_policy().name == "float32"
     mixed = train_architecture(TINY_ARCHITECTURE, data=str(image_folders), run_dir=tmp_path / "mixed", epochs=1, verbose=0,
-                  mixed_precision=True)
+                               mixed_precision=True)
     assert keras.mixed_precision.global_policy().name == "float32"
     plain = train_architecture(TINY_ARCHITECTURE, data=str(image_folders), run_dir=tmp_path / "plain", epochs=1, verbose=0)
     records = [json.loads((run / "run.json").read_text())["distribute"] for run in (mixed, plain)]

@@ -57,7 +57,7 @@ def test_ctrl_c_at_any_moment_stops_keeps_epochs_and_resumes(image_folders, runn
     before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN when started in the background
     with pytest.raises(TrainingInterrupted) as stopped:
         train_architecture(TINY_ARCHITECTURE, data=str(image_folders), run_dir=run_dir, epochs=4, verbose=0,
-              extra_callbacks=[SignalAt(moment, epoch)])
+                           extra_callbacks=[SignalAt(moment, epoch)])
     assert stopped.value.exit_code == 130
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
     assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == list(range(1, kept + 1))
@@ -100,7 +100,7 @@ def test_ctrl_c_to_the_real_command_exits_130_on_a_line_of_its_own(tmp_path):
 def test_progress_bar_line_is_ended_before_the_interrupt_message(image_folders, tmp_path, capsys):
     with pytest.raises(TrainingInterrupted):
         train_architecture(TINY_ARCHITECTURE, data=str(image_folders), run_dir=tmp_path / "run", epochs=3, verbose=2,
-              extra_callbacks=[SignalAt("mid-epoch", 0)])
+                           extra_callbacks=[SignalAt("mid-epoch", 0)])
     assert capsys.readouterr().out.endswith("\n")
 
 
@@ -112,7 +112,7 @@ def test_resume_from_another_folder_uses_the_stored_absolute_paths(tmp_path, mon
     monkeypatch.chdir(start)
     with pytest.raises(TrainingInterrupted):  # relative --data and --run-dir, as a user types them
         train_architecture(TINY_ARCHITECTURE, data="fruits", run_dir="runs/r", epochs=3, verbose=0,
-              extra_callbacks=[SignalAt("after-log-row", 0)])
+                           extra_callbacks=[SignalAt("after-log-row", 0)])
     record = json.loads((start / "runs/r/run.json").read_text())
     assert record["data"] == str(start / "fruits") and os.path.isabs(record["architecture_file"])
     monkeypatch.chdir(elsewhere)
@@ -133,7 +133,7 @@ def test_resume_refuses_options_that_conflict_with_the_run(image_folders, runner
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
         train_architecture(TINY_ARCHITECTURE, data=str(image_folders), run_dir=run_dir, epochs=3, verbose=0,
-              extra_callbacks=[SignalAt("after-log-row", 0)])
+                           extra_callbacks=[SignalAt("after-log-row", 0)])
     args = ["train", str(TINY_ARCHITECTURE), "--run-dir", str(run_dir), "--resume", option] + ([value] if value else [])
     result = runner.invoke(main, args)
     assert result.exit_code == 1 and result.output.count("\n") == 1
@@ -265,7 +265,7 @@ def test_runs_lists_finished_and_interrupted_runs(trained_run, image_folders, ru
     copy_run(trained_run["run_dir"], runs_dir / "done")
     with pytest.raises(TrainingInterrupted):
         train_architecture(TINY_ARCHITECTURE, data=str(image_folders), run_dir=runs_dir / "stopped", epochs=3, verbose=0,
-              extra_callbacks=[SignalAt("after-log-row", 0)])
+                           extra_callbacks=[SignalAt("after-log-row", 0)])
     result = runner.invoke(main, ["eval", str(runs_dir / "done"), "--data", str(trained_run["data"])])
     assert result.exit_code == 0
     accuracy = json.loads((runs_dir / "done" / "test_metrics.json").read_text())["accuracy"]

@@ -95,7 +95,7 @@ def test_read_only_report_folder_is_refused_before_the_evaluation(trained_run, r
 
 def test_compare_lists_only_metrics_every_run_has(trained_run, image_folders, runner, tmp_path):
     without = train_architecture(TINY_ARCHITECTURE, data=str(image_folders), run_dir=tmp_path / "no-test", epochs=1, verbose=0,
-                    test_evaluation=False)
+                                 test_evaluation=False)
     result = runner.invoke(main, ["compare", str(trained_run["run_dir"]), str(without), "--out", str(tmp_path / "c")])
     assert one_line_error(result)
     available = result.output.split("available: ", 1)[1].strip().split(", ")

@@ -65,22 +65,24 @@ def test_resumed_run_equals_an_uninterrupted_one(recipe_file, image_folders, tmp
     that went straight through, so the same history."""
     straight_rates, resumed_rates = LearningRates(), LearningRates()
     straight = train_architecture(recipe_file, data=str(image_folders), run_dir=tmp_path / "straight", seed=1, verbose=0,
-                     extra_callbacks=[straight_rates])
+                                  extra_callbacks=[straight_rates])
     with pytest.raises(TrainingInterrupted):
         train_architecture(recipe_file, data=str(image_folders), run_dir=tmp_path / "resumed", seed=1, verbose=0,
-              extra_callbacks=[resumed_rates, StopAfterEpoch(2)])
-    resumed = train_architecture(recipe_file, run_dir=tmp_path / "resumed", resume=True, verbose=0, extra_callbacks=[resumed_rates])
+                           extra_callbacks=[resumed_rates, StopAfterEpoch(2)])
+    resumed = train_architecture(recipe_file, run_dir=tmp_path / "resumed", resume=True, verbose=0,
+                                 extra_callbacks=[resumed_rates])
     assert json.loads((resumed / "run.json").read_text())["resumed"][0]["after_epoch"] == 2
     assert resumed_rates.rates == straight_rates.rates  # the schedule went on where it stopped
     pd.testing.assert_frame_equal(history_of(resumed), history_of(straight), check_exact=True)
 
 
-def test_adamw_trains_with_the_weight_decay_the_file_gives(architecture_file, image_folders, tmp_path):
-    """0 means no decay; AdamW's own default (0.004) must not step in."""
+def test_adamw_trains_with_the_weight_decay_the_file_gives(architecture_file, image_folders, tmp_path, capsys):
+    """0 means no decay; AdamW's own default (0.004) must not step in.  (verbose=0 prints nothing.)"""
     for decay in (0.0, 0.02):
         source = {**RECIPE_TINY, "training": {**RECIPE_TINY["training"], "weight_decay": decay, "epochs": 1}}
         run_dir = train_architecture(architecture_file(source, f"decay{decay}.json"), data=str(image_folders),
-                        run_dir=tmp_path / f"decay{decay}", verbose=0)
+                                     run_dir=tmp_path / f"decay{decay}", verbose=0)
         model = keras.models.load_model(run_dir / "model.keras")  # compiled, optimizer included
         assert isinstance(model.optimizer, keras.optimizers.AdamW)
         assert float(model.optimizer.weight_decay) == decay
+    assert capsys.readouterr().out == ""

@@ -24,7 +24,7 @@ def test_runner_runs_each_plan_entry_once_resumes_and_compares(tmp_path):
     # An interrupted run of the plan, as a stopped session leaves it.
     with pytest.raises(TrainingInterrupted):
         train_architecture(TINY_ARCHITECTURE, data=str(data), run_dir=runs_dir / "tiny-seed1", epochs=2, seed=1, verbose=0,
-              extra_callbacks=[SignalAt("after-log-row", 0)])
+                           extra_callbacks=[SignalAt("after-log-row", 0)])
     command = [sys.executable, str(REPO / "benchmarks" / "run_studies.py"), "--data", str(data), "--epochs", "2",
                "--study", "augmentation", "--baseline", str(TINY_ARCHITECTURE), "--plan-dir", str(plan_dir),
                "--runs-dir", str(runs_dir), "--out", str(tmp_path / "docs")]

@@ -163,7 +163,7 @@ def test_interrupted_training_resumes_without_losing_epochs(image_folders, runne
     run_dir = tmp_path / "runs" / "resumable"
     with pytest.raises(TrainingInterrupted, match="--resume"):
         train_architecture(TINY_ARCHITECTURE, data=str(image_folders), run_dir=run_dir, epochs=4, verbose=0,
-              extra_callbacks=[StopAfterSecondEpoch()])
+                           extra_callbacks=[StopAfterSecondEpoch()])
     assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [1, 2]
     assert not (run_dir / "model.keras").exists()
 
@@ -256,7 +256,7 @@ def test_non_square_inputs_train_predict_and_explain(image_folders, architecture
     source = json.loads(TINY_ARCHITECTURE.read_text())
     source["input"] = {"height": 24, "width": 40}
     run_dir = train_architecture(architecture_file(source, "wide.json"), data=str(image_folders), run_dir=tmp_path / "wide",
-                    epochs=1, verbose=0)
+                                 epochs=1, verbose=0)
     model, metadata = load_model(run_dir / "model.keras")
     assert metadata["input_size"] == [24, 40] and model.input_shape == (None, 24, 40, 3)
     image = next((image_folders / "Test" / "plum").iterdir())
