@@ -5,13 +5,14 @@ the Training frames.  This measures the share of Test that has none: each Test
 photo's distance to its nearest Training frame (pixels at 32x32, Euclidean),
 then the accuracy of each run on the farthest ``--share`` of Test.  The shipped
 run is measured in the same process as the peer; the printed ratio is the worst
-listed run's error rate on the far photos over the shipped run's.  ``--flips``
-also gives each run's accuracy with flip test-time augmentation (each photo's
-class probabilities averaged with its mirror image's), which no command uses.
+listed run's error rate on the far photos over the shipped run's.  ``--tta SET``
+(repeatable) also gives each run's accuracy with test-time augmentation: each
+photo's class probabilities averaged over the right-angle orientations of SET
+(``ORIENTATION_SETS``), which no command uses.
 
 Usage:
     python benchmarks/far_test_photos.py --data ../shared/data/fruits-360-77class \
-        --run runs/fruits77-vgg_small --run /tmp/tta/live-148 [--run ...] [--share 0.1]
+        --run runs/fruits77-vgg_small --run /tmp/tta/live-148 [--run ...] [--share 0.1] [--tta mirror --tta eight]
 """
 
 import argparse
@@ -42,8 +43,28 @@ def nearest_training_distances(training, test, chunk=1024):
     return found
 
 
-def mirrored_probabilities(model, metadata, data, paths):
-    """Class probabilities of the Test photos mirrored left to right, in the order of ``paths``."""
+# The eight right-angle orientations of (N, height, width, channels) images, and the sets averaged by --tta.
+ORIENTATIONS = {
+    "photo": lambda images: images,
+    "mirror": lambda images: images[:, :, ::-1],
+    "upside-down": lambda images: images[:, ::-1],
+    "half-turn": lambda images: images[:, ::-1, ::-1],
+    "swapped": lambda images: images.transpose(0, 2, 1, 3),
+    "swapped-mirror": lambda images: images.transpose(0, 2, 1, 3)[:, :, ::-1],
+    "swapped-upside-down": lambda images: images.transpose(0, 2, 1, 3)[:, ::-1],
+    "swapped-half-turn": lambda images: images.transpose(0, 2, 1, 3)[:, ::-1, ::-1],
+}
+ORIENTATION_SETS = {
+    "mirror": ("photo", "mirror"),
+    "swapped": ("photo", "swapped"),
+    "half-turn": ("photo", "half-turn"),
+    "four": ("photo", "mirror", "upside-down", "half-turn"),
+    "eight": tuple(ORIENTATIONS),
+}
+
+
+def averaged_probabilities(model, metadata, data, paths, orientations):
+    """Class probabilities of the Test photos, in the order of ``paths``, averaged over ``orientations``."""
     from fruitkeras import data as datalib
     from fruitkeras.decoded_cache import decode_cached
     from fruitkeras.forward import class_probabilities
@@ -51,8 +72,10 @@ def mirrored_probabilities(model, metadata, data, paths):
     split = decode_cached(datalib.scan_split(Path(data) / datalib.TEST_SPLIT), tuple(metadata["input_size"]),
                           quiet=True)
     row = {path: number for number, path in enumerate(split.paths)}
-    images = split.images[[row[path] for path in paths]][:, :, ::-1] * np.float32(datalib.PIXEL_SCALE)
-    return class_probabilities(model, images, batch_size=256)
+    images = split.images[[row[path] for path in paths]]
+    return np.mean([class_probabilities(model, np.ascontiguousarray(ORIENTATIONS[name](images)) *
+                                        np.float32(datalib.PIXEL_SCALE), batch_size=256)
+                     for name in orientations], axis=0)
 
 
 def main():
@@ -60,7 +83,8 @@ def main():
     parser.add_argument("--data", required=True)
     parser.add_argument("--run", action="append", type=Path, default=[], help="run folders to measure")
     parser.add_argument("--share", type=float, default=0.1, help="the farthest share of Test (0.1: a tenth)")
-    parser.add_argument("--flips", action="store_true", help="also with flip test-time augmentation")
+    parser.add_argument("--tta", action="append", choices=sorted(ORIENTATION_SETS), default=[],
+                        help="also with test-time augmentation over this set of orientations (repeatable)")
     args = parser.parse_args()
 
     from fruitkeras.evaluation import evaluate
@@ -75,8 +99,8 @@ def main():
           f"the farthest {args.share:.0%} ({len(far)} photos) at >= {cut:.2f}")
 
     errors = {}
-    flipped = " | with flips | on the far photos, with flips" if args.flips else ""
-    print(f"| run | Test accuracy | on the far photos{flipped} |\n|---|---:|---:|" + "---:|---:|" * args.flips)
+    averaged = "".join(f" with {name} | on the far photos, with {name} |" for name in args.tta)
+    print(f"| run | Test accuracy | on the far photos |{averaged}\n|---|---:|---:|" + "---:|---:|" * len(args.tta))
     for run in [SHIPPED, *args.run]:
         model, metadata = load_model(run / "model.keras", familiarity=False)
         result = evaluate(model, metadata, args.data)
@@ -84,9 +108,9 @@ def main():
         on_far = np.array([path in far for path in result.paths])
         errors[run] = 1.0 - right[on_far].mean()
         row = f"| {run.name} | {right.mean():.4f} | {right[on_far].mean():.4f} |"
-        if args.flips:
-            both = (result.probabilities + mirrored_probabilities(model, metadata, args.data, result.paths)) / 2
-            right = both.argmax(axis=1) == result.labels
+        for name in args.tta:
+            probabilities = averaged_probabilities(model, metadata, args.data, result.paths, ORIENTATION_SETS[name])
+            right = probabilities.argmax(axis=1) == result.labels
             row += f" {right.mean():.4f} | {right[on_far].mean():.4f} |"
         print(row, flush=True)
     if args.run:
