@@ -3,7 +3,7 @@
 The server runs the shipped model (committed, so every clone has it) and a
 tiny Pillow-made Test folder with the model's 77 class names.  Chromium and
 its driver are Debian's packages, which ``.ci/run`` installs; without them
-the browser tests fail in CI and are skipped elsewhere, saying why.
+the browser tests fail, everywhere, with the line that installs them.
 Set FRUITKERAS_SCREENSHOTS=docs to refresh the README's screenshots.
 """
 
