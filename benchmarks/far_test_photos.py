@@ -63,8 +63,8 @@ ORIENTATION_SETS = {
 }
 
 
-def averaged_probabilities(model, metadata, data, paths, orientations):
-    """Class probabilities of the Test photos, in the order of ``paths``, averaged over ``orientations``."""
+def oriented_probabilities(model, metadata, data, paths, orientation):
+    """Class probabilities of the Test photos in one of ``ORIENTATIONS``, in the order of ``paths``."""
     from fruitkeras import data as datalib
     from fruitkeras.decoded_cache import decode_cached
     from fruitkeras.forward import class_probabilities
@@ -72,10 +72,8 @@ def averaged_probabilities(model, metadata, data, paths, orientations):
     split = decode_cached(datalib.scan_split(Path(data) / datalib.TEST_SPLIT), tuple(metadata["input_size"]),
                           quiet=True)
     row = {path: number for number, path in enumerate(split.paths)}
-    images = split.images[[row[path] for path in paths]]
-    return np.mean([class_probabilities(model, np.ascontiguousarray(ORIENTATIONS[name](images)) *
-                                        np.float32(datalib.PIXEL_SCALE), batch_size=256)
-                     for name in orientations], axis=0)
+    images = ORIENTATIONS[orientation](split.images[[row[path] for path in paths]])
+    return class_probabilities(model, np.ascontiguousarray(images) * np.float32(datalib.PIXEL_SCALE), batch_size=256)
 
 
 def main():
@@ -108,8 +106,13 @@ def main():
         on_far = np.array([path in far for path in result.paths])
         errors[run] = 1.0 - right[on_far].mean()
         row = f"| {run.name} | {right.mean():.4f} | {right[on_far].mean():.4f} |"
+        oriented = {"photo": result.probabilities}  # each orientation computed once, whatever sets share it
         for name in args.tta:
-            probabilities = averaged_probabilities(model, metadata, args.data, result.paths, ORIENTATION_SETS[name])
+            for orientation in ORIENTATION_SETS[name]:
+                if orientation not in oriented:
+                    oriented[orientation] = oriented_probabilities(model, metadata, args.data, result.paths,
+                                                                   orientation)
+            probabilities = np.mean([oriented[orientation] for orientation in ORIENTATION_SETS[name]], axis=0)
             right = probabilities.argmax(axis=1) == result.labels
             row += f" {right.mean():.4f} | {right[on_far].mean():.4f} |"
         print(row, flush=True)
