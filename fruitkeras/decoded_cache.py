@@ -11,7 +11,7 @@ of its pixels; a damaged entry is said so on stderr, deleted and rebuilt.
 Where: ``$FRUITKERAS_CACHE``, else ``$XDG_CACHE_HOME/fruitkeras/decoded``,
 else ``~/.cache/fruitkeras/decoded`` (outside the repository and the data
 folder).  ``FRUITKERAS_CACHE=off`` decodes every time.  Clearing it is
-deleting the folder.  ``prepare`` (``fruitkeras data prepare``) fills it ahead
+deleting the folder.  ``prepare_data`` (``fruitkeras data prepare``) fills it ahead
 of a training.
 """
 
