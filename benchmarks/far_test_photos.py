@@ -63,17 +63,24 @@ ORIENTATION_SETS = {
 }
 
 
-def oriented_probabilities(model, metadata, data, paths, orientation):
-    """Class probabilities of the Test photos in one of ``ORIENTATIONS``, in the order of ``paths``."""
+def test_images(metadata, data, paths):
+    """The Test photos at the model's input size, uint8, in the order of ``paths``."""
     from fruitkeras import data as datalib
     from fruitkeras.decoded_cache import decode_cached
-    from fruitkeras.forward import class_probabilities
 
     split = decode_cached(datalib.scan_split(Path(data) / datalib.TEST_SPLIT), tuple(metadata["input_size"]),
                           quiet=True)
     row = {path: number for number, path in enumerate(split.paths)}
-    images = ORIENTATIONS[orientation](split.images[[row[path] for path in paths]])
-    return class_probabilities(model, np.ascontiguousarray(images) * np.float32(datalib.PIXEL_SCALE), batch_size=256)
+    return split.images[[row[path] for path in paths]]
+
+
+def oriented_probabilities(model, images, orientation):
+    """Class probabilities of uint8 ``images`` turned to one of ``ORIENTATIONS``."""
+    from fruitkeras import data as datalib
+    from fruitkeras.forward import class_probabilities
+
+    turned = np.ascontiguousarray(ORIENTATIONS[orientation](images))
+    return class_probabilities(model, turned * np.float32(datalib.PIXEL_SCALE), batch_size=256)
 
 
 def main():
@@ -107,11 +114,11 @@ def main():
         errors[run] = 1.0 - right[on_far].mean()
         row = f"| {run.name} | {right.mean():.4f} | {right[on_far].mean():.4f} |"
         oriented = {"photo": result.probabilities}  # each orientation computed once, whatever sets share it
+        images = test_images(metadata, args.data, result.paths) if args.tta else None  # read once per run
         for name in args.tta:
             for orientation in ORIENTATION_SETS[name]:
                 if orientation not in oriented:
-                    oriented[orientation] = oriented_probabilities(model, metadata, args.data, result.paths,
-                                                                   orientation)
+                    oriented[orientation] = oriented_probabilities(model, images, orientation)
             probabilities = np.mean([oriented[orientation] for orientation in ORIENTATION_SETS[name]], axis=0)
             right = probabilities.argmax(axis=1) == result.labels
             row += f" {right.mean():.4f} | {right[on_far].mean():.4f} |"
