@@ -63,7 +63,7 @@ ORIENTATION_SETS = {
 }
 
 
-def test_images(metadata, data, paths):
+def read_test_photos(metadata, data, paths):
     """The Test photos at the model's input size, uint8, in the order of ``paths``."""
     from fruitkeras import data as datalib
     from fruitkeras.decoded_cache import decode_cached
@@ -114,7 +114,7 @@ def main():
         errors[run] = 1.0 - right[on_far].mean()
         row = f"| {run.name} | {right.mean():.4f} | {right[on_far].mean():.4f} |"
         oriented = {"photo": result.probabilities}  # each orientation computed once, whatever sets share it
-        images = test_images(metadata, args.data, result.paths) if args.tta else None  # read once per run
+        images = read_test_photos(metadata, args.data, result.paths) if args.tta else None  # read once per run
         for name in args.tta:
             for orientation in ORIENTATION_SETS[name]:
                 if orientation not in oriented:
