@@ -11,12 +11,19 @@ once:
    (its cache warmed first, untimed, so that both recipes start alike).
 
 Then it prints each run's seconds to 97% and 99%, its final Test accuracy,
-the command's whole time (to "saved"), the worst case over the seeds, the
-ratio shipped / live, and the achieved training FLOP/s against a float32
-matmul measured in this process after the runs.
+the command's whole time (to "saved") and its start-up (to the "training"
+line, just before the first step), the worst case over the seeds, the ratio
+shipped / live, and the achieved training FLOP/s against the matmul of the
+precision the runs computed in, measured in this process after the runs.
+
+``--isa CAP`` runs every child, and this process's matmul, with oneDNN capped
+at ``CAP`` (``ONEDNN_MAX_CPU_ISA``): ``AVX2`` stands in for a laptop without
+AVX-512, ``AVX512_CORE_VNNI`` for an AVX-512 CPU without bfloat16.  The live
+file's ``"auto"`` precision honours the cap, as it would choose on such a CPU.
 
 Usage:
   python benchmarks/time_to_accuracy.py --data ../shared/data/fruits-360-77class
+  python benchmarks/time_to_accuracy.py --data DIR --isa AVX2 --no-shipped
   python benchmarks/time_to_accuracy.py --data DIR --seeds 11 12 --no-shipped --set training.batch_size=256
 """
 
@@ -51,7 +58,8 @@ def timed_run(architecture, data, run_dir, seed, cache, overrides=(), stop_at=No
     started = time.perf_counter()
     process = subprocess.Popen(command(architecture, data, run_dir, seed, overrides), cwd=REPO, env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    result = {"seed": seed, "reached": {}, "epochs": 0, "final": None, "saved": None, "stopped": False}
+    result = {"seed": seed, "reached": {}, "epochs": 0, "final": None, "saved": None, "started": None,
+              "stopped": False}
     for line in process.stdout:
         now = time.perf_counter() - started
         if log:
@@ -69,15 +77,17 @@ def timed_run(architecture, data, run_dir, seed, cache, overrides=(), stop_at=No
                 result["stopped"] = True
         if line.startswith("saved "):
             result["saved"] = now
+        if line.startswith("training "):
+            result["started"] = now
     code = process.wait()
     if code and not result["stopped"]:
         raise SystemExit(f"error: the run of seed {seed} exited {code}; its output is in the log")
     result["history"] = str(Path(run_dir) / "history.csv")
-    result["mixed_precision"] = json.loads((Path(run_dir) / "run.json").read_text())["distribute"]["mixed_precision"]
+    result["precision"] = json.loads((Path(run_dir) / "run.json").read_text())["precision"]
     return result
 
 
-def training_flops(architecture, data):
+def training_flops(architecture, data, compute, overrides=()):
     """(FLOPs of one epoch: its training steps, validation and Test passes; forward FLOPs of one image).
 
     Forward FLOPs per image are 2 x the multiply-adds of each convolution and
@@ -87,9 +97,9 @@ def training_flops(architecture, data):
     import keras
 
     from fruitkeras import data as datalib
-    from fruitkeras.architecture import build_model, load_architecture
+    from fruitkeras.architecture import build_model, for_precision, load_architecture
 
-    parsed = load_architecture(architecture)
+    parsed = for_precision(load_architecture(architecture), compute, overrides)  # as the runs trained it
     train = datalib.scan_split(Path(data) / datalib.TRAIN_SPLIT)
     test = datalib.scan_split(Path(data) / datalib.TEST_SPLIT)
     model = build_model(parsed, len(train.class_names))
@@ -122,6 +132,22 @@ def matmul_flops(dtype="float32", size=2048, rounds=20):
     return 2 * size**3 / best
 
 
+def describe_cpu():
+    """The CPU's model, the flags that decide its kind (AVX2, AVX-512, bfloat16) and the oneDNN cap."""
+    from fruitkeras.precision import BFLOAT16_FLAGS, cpu_flags, isa_cap
+
+    model = "?"
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    flags = cpu_flags() or set()
+    shown = [flag for flag in ("avx2", "avx512f", "avx512_vnni", *BFLOAT16_FLAGS) if flag in flags]
+    return (f"CPU: {model}, {os.cpu_count()} cores; flags: {' '.join(shown) or '?'}; "
+            f"oneDNN cap: {isa_cap() or 'none'}")
+
+
 def epoch_seconds(history):
     import csv
 
@@ -147,7 +173,12 @@ def main():
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="FIELD=VALUE for the live recipe, as fruitkeras train --set")
     parser.add_argument("--work", help="folder for the runs, the cache and the log (default: a temporary one)")
+    parser.add_argument("--isa", help="cap oneDNN at this ISA (ONEDNN_MAX_CPU_ISA) in every run and in the matmul, "
+                                      "e.g. AVX2 or AVX512_CORE_VNNI")
     args = parser.parse_args()
+    if args.isa:  # before this process imports TensorFlow: oneDNN reads it once
+        os.environ["ONEDNN_MAX_CPU_ISA"] = args.isa
+    print(describe_cpu(), flush=True)
 
     work = Path(args.work or tempfile.mkdtemp(prefix="time-to-accuracy-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -165,7 +196,8 @@ def main():
             rows.append(result)
             print(f"{label:12} seed {seed:4}: 97% at {reached(result, 0.97)}, 99% at {reached(result, 0.99)}, "
                   f"final Test {result['final']:.4f} after {result['epochs']} epochs"
-                  + (f", saved at {result['saved']:.1f} s" if result["saved"] else ", stopped"), flush=True)
+                  + (f", saved at {result['saved']:.1f} s" if result["saved"] else ", stopped")
+                  + f"; first step after {result['started']:.1f} s; {result['precision']['compute']}", flush=True)
             return result
 
         run("live-cold", args.live, args.cold_seed, args.overrides)
@@ -183,12 +215,14 @@ def main():
             shipped = run("shipped", args.shipped, args.shipped_seed, stop_at=0.99)
 
     print()
-    print("| run | seed | 97% at | 99% at | final Test | command to saved |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(describe_cpu())
+    print(f"precision chosen: {warm[0]['precision']['compute']} ({warm[0]['precision']['reason']})")
+    print("| run | seed | precision | start-up | 97% at | 99% at | final Test | command to saved |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
     for result in rows:
         saved = f"{result['saved']:.1f} s" if result["saved"] else "stopped at 99%"
-        print(f"| {result['label']} | {result['seed']} | {reached(result, 0.97).strip()} | "
-              f"{reached(result, 0.99).strip()} | {result['final']:.4f} | {saved} |")
+        print(f"| {result['label']} | {result['seed']} | {result['precision']['compute']} | {result['started']:.1f} s | "
+              f"{reached(result, 0.97).strip()} | {reached(result, 0.99).strip()} | {result['final']:.4f} | {saved} |")
     worst = {}
     for threshold in THRESHOLDS:
         times = [r["reached"][threshold][0] if threshold in r["reached"] else float("inf") for r in warm]
@@ -205,20 +239,23 @@ def main():
                 else "no ratio: not every live seed reached it"))
 
     # After the runs: this process computed nothing while they ran.
-    matmul = {dtype: matmul_flops(dtype) for dtype in ("float32", "bfloat16")}
+    # bfloat16 only where a run computed in it: emulated (under an AVX2 cap, say) it takes minutes and says nothing.
+    dtypes = {"float32"} | {"bfloat16" for result in rows if result["precision"]["compute"] != "float32"}
+    matmul = {dtype: matmul_flops(dtype) for dtype in sorted(dtypes)}
     for label, architecture, results in (("live", args.live, warm), ("shipped", args.shipped, [shipped] if shipped else [])):
         if not results:
             continue
-        per_epoch, forward = training_flops(architecture, args.data)
+        # Against the matmul of the precision the run computed in (run.json), as the peak it could reach.
+        dtype = "float32" if results[0]["precision"]["compute"] == "float32" else "bfloat16"
+        per_epoch, forward = training_flops(architecture, args.data, results[0]["precision"]["compute"],
+                                            args.overrides if label == "live" else ())
         seconds = [s for result in results for s in epoch_seconds(result["history"])]
         achieved = per_epoch * len(seconds) / sum(seconds)
-        # Against the matmul of the precision the run computed in (run.json), as the peak it could reach.
-        dtype = "bfloat16" if results[0]["mixed_precision"] else "float32"
         print(f"{label}: {forward / 1e6:.1f} MFLOP forward per image, {per_epoch / 1e12:.2f} TFLOP an epoch "
               f"(training, validation and Test), {achieved / 1e9:.0f} GFLOP/s over {len(seconds)} epochs in {dtype}",
               end="")
         print(f"; {dtype} matmul 2048x2048 here: {matmul[dtype] / 1e9:.0f} GFLOP/s, so {achieved / matmul[dtype]:.0%} "
-              f"of it (float32 {matmul['float32'] / 1e9:.0f}, bfloat16 {matmul['bfloat16'] / 1e9:.0f} GFLOP/s)")
+              "of it (" + ", ".join(f"{name} {value / 1e9:.0f}" for name, value in matmul.items()) + " GFLOP/s)")
     summary = {"rows": rows, "worst": {str(k): v for k, v in worst.items()}}
     (work / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 

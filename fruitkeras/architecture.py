@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fruitkeras.errors import FruitkerasError
+from fruitkeras.precision import check_setting as check_precision_setting
 
 REQUIRED = object()
 ACTIVATIONS = ("relu", "elu", "gelu", "selu", "leaky_relu", "swish", "tanh", "sigmoid", "linear")
@@ -130,7 +131,9 @@ LAYER_FIELDS = {
         "activation": (_optional(_one_of(*ACTIVATIONS)), None),
         "use_bias": (_boolean, True),
     },
-    "batchnorm": {"momentum": (_fraction, 0.99), "epsilon": (_positive_number, 1e-3)},
+    # gradient: "closed_form" is faster, "autodiff" what older files' histories were trained with (layers.BatchNorm).
+    "batchnorm": {"momentum": (_fraction, 0.99), "epsilon": (_positive_number, 1e-3),
+                  "gradient": (_one_of("autodiff", "closed_form"), "autodiff")},
     "activation": {"activation": (_one_of(*ACTIVATIONS), REQUIRED)},
     "maxpool": _POOL,
     "avgpool": _POOL,
@@ -175,12 +178,17 @@ TRAINING_FIELDS = {
     "steps_per_execution": (_positive_int, 1),
     # XLA for the training step; None: Keras's "auto" (off on a CPU, where it measured slower: docs/live-recipe.md).
     "jit_compile": (_optional(_boolean), None),
-    # Compute in bfloat16 (float16 on a GPU), variables and statistics in float32 (``distribute``);
-    # --mixed-precision turns it on for a run.  About 4x the matmul speed on a CPU with AMX (docs/live-recipe.md).
-    "mixed_precision": (_boolean, False),
+    # true: compute in bfloat16 (float16 on a GPU), variables and statistics in float32; "auto": only where the
+    # machine has the instructions for it, float32 elsewhere (``fruitkeras.precision``); --mixed-precision forces it.
+    "mixed_precision": (check_precision_setting, False),
 }
 
 INPUT_FIELDS = {"height": (_positive_int, REQUIRED), "width": (_positive_int, REQUIRED)}
+MAX_FILE_BYTES = 1_000_000
+TOP_LEVEL_FIELDS = ("name", "description", "input", "layers", "training", "by_precision")
+# by_precision: changes a file makes for the compute that training.mixed_precision chooses on the machine
+# ({"float32": {"input.height": 64}}: fields named as --set names them).
+PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -225,11 +233,13 @@ def parse_architecture(source, path):
     path = Path(path)
     if not isinstance(source, dict):
         raise FruitkerasError(f"{path}: the top level must be a JSON object")
-    unknown = sorted(set(source) - {"name", "description", "input", "layers", "training"})
+    unknown = sorted(set(source) - set(TOP_LEVEL_FIELDS))
     if unknown:
         raise FruitkerasError(
-            f"{path}: unknown top-level field '{unknown[0]}' (known: name, description, input, layers, training)"
+            f"{path}: unknown top-level field '{unknown[0]}' (known: {', '.join(TOP_LEVEL_FIELDS)})"
         )
+    for compute in _precision_variants(source, path):
+        parse_architecture(_without_variants(source, compute), f"{path} (by_precision.{compute})")
     name = source.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise FruitkerasError(f"{path}: 'name' must be a non-empty string")
@@ -288,6 +298,45 @@ def with_overrides(architecture, overrides):
     return parsed
 
 
+def _precision_variants(source, path):
+    """The checked ``by_precision`` object of a file's JSON: {compute: {field path: value}}."""
+    variants = source.get("by_precision", {})
+    if not isinstance(variants, dict):
+        raise FruitkerasError(f"{path}: 'by_precision' must be a JSON object such as "
+                              '{"float32": {"input.height": 64, "input.width": 64}}')
+    for compute, changes in variants.items():
+        if compute not in PRECISIONS:
+            raise FruitkerasError(f"{path}: by_precision: unknown precision '{compute}' (known: {', '.join(PRECISIONS)})")
+        if not isinstance(changes, dict):
+            raise FruitkerasError(f"{path}: by_precision.{compute} must be a JSON object of field: value")
+        for field in changes:
+            if field.split(".")[0] not in ("input", "layers", "training") or field == "training.mixed_precision":
+                raise FruitkerasError(f"{path}: by_precision.{compute}: '{field}' is not a field a precision may "
+                                      "change (input.*, layers.N.*, training.* but training.mixed_precision)")
+    return variants
+
+
+def variant_overrides(source, compute):
+    """The file's ``by_precision`` changes for ``compute`` as --set texts (empty when it has none)."""
+    changes = source.get("by_precision", {}).get(compute, {})
+    return [f"{field}={json.dumps(value)}" for field, value in changes.items()]
+
+
+def _without_variants(source, compute):
+    """The file's JSON with ``compute``'s changes applied and no by_precision left."""
+    plain = {key: value for key, value in source.items() if key != "by_precision"}
+    return overridden_json(plain, variant_overrides(source, compute))
+
+
+def for_precision(architecture, compute, overrides=()):
+    """``architecture`` as trained in ``compute``: the file's by_precision changes for it, then the ``--set``
+    ``overrides`` on top (the command line has the last word).  ``overrides`` alone are recorded."""
+    variant = variant_overrides(architecture.source, compute)
+    parsed = with_overrides(architecture, variant + list(overrides or ()))
+    parsed.overrides = tuple(overrides or ())
+    return parsed
+
+
 def overridden_json(source, overrides):
     """A copy of an architecture file's JSON with ``--set`` overrides applied (not yet validated)."""
     import copy
@@ -320,6 +369,9 @@ def load_architecture(path):
     """Read and validate an architecture file; every problem is a FruitkerasError."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:  # before reading it: the run folder would copy it too
+            raise FruitkerasError(f"{path}: {path.stat().st_size:,} bytes is not an architecture file "
+                                  f"(at most {MAX_FILE_BYTES:,}: a few KB of layers and settings)")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FruitkerasError(f"{path}: architecture file not found") from None

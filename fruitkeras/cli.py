@@ -135,8 +135,8 @@ def load_tensorflow():
               help="mirrored: the local GPUs or --devices; multi-worker: the machines in $TF_CONFIG (README: Scaling out).")
 @click.option("--devices", help="mirrored: the devices to use, e.g. GPU:0,GPU:1 (CPU:0,CPU:1 splits the CPU in two).")
 @click.option("--mixed-precision", is_flag=True, default=None,
-              help="float16 compute on a GPU (bfloat16 elsewhere); variables and statistics stay float32 "
-                   "(default: the file's training.mixed_precision).")
+              help="Force float16 compute on a GPU (bfloat16 elsewhere); variables and statistics stay float32 "
+                   "(default: the file's training.mixed_precision: true, false, or \"auto\", the machine's choice).")
 def train(architecture, data, epochs, run_dir, seed, limit_per_class, test_evaluation, overrides, resume, quiet,
           distribute, devices, mixed_precision):
     """Train the model described by ARCHITECTURE (a JSON file).

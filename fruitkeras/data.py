@@ -187,7 +187,10 @@ def scan_split(split_dir, limit_per_class=None, seed=0):
     rng = np.random.default_rng(seed)
     paths, labels, skipped = [], [], []
     for label, name in enumerate(class_names):
-        files = sorted(p for p in (split_dir / name).iterdir() if p.is_file() and not p.name.startswith("."))
+        # scandir's entries know their type without a stat each: the start of a 48,605-photo training.
+        with os.scandir(split_dir / name) as entries:
+            files = sorted(split_dir / name / entry.name for entry in entries
+                           if entry.is_file() and not entry.name.startswith("."))
         good = []
         for path in files:
             if path.suffix.lower() in IMAGE_SUFFIXES:
@@ -455,13 +458,20 @@ def make_dataset(split, batch_size, shuffle=False, seed=0, augmenter=None, repea
             indices = indices.repeat()
         indices = indices.map(lambda index: (index, tf.zeros((2,), tf.int64), tf.constant(0, tf.int64)))
 
+    def augmented(batch, key, epoch):
+        if augment_from_epoch:
+            return tf.cond(epoch >= augment_from_epoch, lambda: augmenter(batch, key), lambda: batch)
+        return augmenter(batch, key)
+
+    on_uint8 = getattr(augmenter, "moves_pixels_only", False)  # the same values, a quarter of the bytes
+
     def gather(index, key, epoch):
-        batch = tf.cast(tf.gather(images, index), tf.float32) * PIXEL_SCALE
-        if augmenter is not None and augment_from_epoch:
-            clean = batch
-            batch = tf.cond(epoch >= augment_from_epoch, lambda: augmenter(clean, key), lambda: clean)
-        elif augmenter is not None:
-            batch = augmenter(batch, key)
+        batch = tf.gather(images, index)
+        if augmenter is not None and on_uint8:
+            batch = augmented(batch, key, epoch)
+        batch = tf.cast(batch, tf.float32) * PIXEL_SCALE
+        if augmenter is not None and not on_uint8:
+            batch = augmented(batch, key, epoch)
         return batch, tf.gather(labels, index)
 
     dataset = indices.map(gather, num_parallel_calls=workers)

@@ -1,4 +1,4 @@
-"""Several devices or machines through TensorFlow's ``tf.distribute``, and mixed precision.
+"""Several devices or machines through TensorFlow's ``tf.distribute``.
 
 ``--distribute``:
 
@@ -21,7 +21,6 @@ import contextlib
 import functools
 import json
 import os
-from pathlib import Path
 
 from fruitkeras.errors import FruitkerasError
 
@@ -213,43 +212,3 @@ def describe(strategy, kind):
     if kind == "mirrored":
         described["devices"] = list(strategy.extended.worker_devices)
     return described
-
-
-CPUINFO = "/proc/cpuinfo"  # Linux's; elsewhere the check says it cannot tell
-
-
-def cpu_has_bfloat16(cpuinfo=None):
-    """Whether the CPU has bfloat16 instructions (AMX or AVX-512 BF16); None where it cannot be told."""
-    try:
-        flags = set(Path(cpuinfo or CPUINFO).read_text().split())
-    except OSError:
-        return None
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
-
-
-@contextlib.contextmanager
-def mixed_precision_policy(enabled, quiet=False):
-    """Keras's global dtype policy for ``--mixed-precision`` while inside; yields its name (None when off).
-
-    float16 compute on a GPU, bfloat16 elsewhere (its range needs no loss scaling);
-    variables, BatchNorm statistics and the softmax stay float32.  The previous
-    policy comes back on leaving, so that later work in the process (another
-    training, an evaluation) runs in the precision it asks for.
-    """
-    if not enabled:
-        yield None
-        return
-    import keras
-    import tensorflow as tf
-
-    previous = keras.mixed_precision.global_policy()
-    name = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
-    if name == "mixed_bfloat16" and cpu_has_bfloat16() is False and not quiet:
-        # Without these instructions bfloat16 is emulated: slower than float32, not faster.
-        print("note: this CPU has no bfloat16 instructions (amx_bf16, avx512_bf16), so mixed precision runs "
-              "slower here than float32; --set training.mixed_precision=false turns it off", flush=True)
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield name
-    finally:
-        keras.mixed_precision.set_global_policy(previous)

@@ -22,7 +22,10 @@ def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=F
     from fruitkeras.runs import load_model
 
     strategy = distribution.make_strategy(distribute, devices)
-    data_root = datalib.resolve_data_dir(data)
+    recorded = None if data else run_data_dir(model_path)
+    data_root = recorded or datalib.resolve_data_dir(data)
+    if recorded:
+        echo(f"data: {recorded}, the run's own (its {RUN_FILE}); --data evaluates on another")
     redirected = False
     if out is None:
         out = default_report_dir(model_path, data_root)
@@ -52,6 +55,15 @@ def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=F
     for path in write_report(result, out, model_path, data_root, bn_train_mode):
         echo(f"wrote {path}")
     return result
+
+
+def run_data_dir(model_path):
+    """The data folder that the run holding ``model_path`` was trained on (its run.json), if it is still there."""
+    try:
+        recorded = Path(json.loads((Path(model_path).parent / RUN_FILE).read_text())["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return recorded if recorded.is_dir() else None
 
 
 def default_report_dir(model_path, data_root):

@@ -64,9 +64,13 @@ def kept_object(model, key, make):
 
 
 def probabilities_function(model, batch_statistics=False):
-    """The compiled f(images) -> class probabilities of ``model``."""
+    """The compiled f(images) -> class probabilities of ``model``: traced once for every batch size (a split's last
+    batch is a smaller one, and a second trace would cost the first epoch of a training its time)."""
+    import tensorflow as tf
+
+    images = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
     return compiled(model, ("probabilities", batch_statistics),
-                    lambda proxy: _probabilities(list(proxy.layers), batch_statistics))
+                    lambda proxy: _probabilities(list(proxy.layers), batch_statistics), input_signature=[images])
 
 
 def in_batches(function, batch_size, *arrays):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fruitkeras.errors import FruitkerasError
 from fruitkeras.files import replaced_atomically
+from fruitkeras.precision import recorded_compute
 
 from fruitkeras.run_folder import (HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, RUNS_DIR, SHIPPED_RUN,  # noqa: E402
                                    resume_command)
@@ -207,21 +208,47 @@ def describe_runs(runs_dir=RUNS_DIR):
         if metrics.exists():
             try:
                 measured = json.loads(metrics.read_text())
-                test_accuracy, test_data = measured["accuracy"], Path(measured.get("data", "?")).name
+                test_accuracy, test_data = measured["accuracy"], f"on {Path(measured.get('data', '?')).name}"
             except (OSError, ValueError, KeyError):
                 pass
-        status = ("failed" if record.get("failed") else "finished" if is_finished(folder)
+        if test_accuracy is None:  # not evaluated yet: the log's own proof, its last epoch
+            logged = last_logged_test_accuracy(folder / HISTORY_FILE)
+            if logged:
+                test_accuracy, test_data = logged[1], f"logged, epoch {logged[0]}"
+        status = ("failed" if record.get("failed") else _finished_status(folder) if is_finished(folder)
                   else "running" if _alive(record.get("running_pid")) else "interrupted")
         rows.append({
             "name": folder.name,
             "architecture": record.get("architecture", "?"),
             "epochs": f"{epochs_done}/{record.get('epochs', '?')}",
+            "precision": recorded_compute(record),
             "status": status,
             "test_accuracy": test_accuracy,
             "test_data": test_data,  # the data folder the figure came from
             "date": (record.get("finished") or record.get("started") or "")[:16].replace("T", " "),
         })
     return sorted(rows, key=lambda row: row.get("date", ""))
+
+
+def last_logged_test_accuracy(history_path):
+    """(epoch, test_accuracy) of a history.csv's last row that has one; None when none has."""
+    import csv
+
+    try:
+        with open(history_path, newline="", encoding="utf-8") as history:
+            rows = [row for row in csv.DictReader(history) if row.get("test_accuracy")]
+        return (int(rows[-1]["epoch"]), float(rows[-1]["test_accuracy"])) if rows else None
+    except (OSError, ValueError, KeyError, csv.Error):
+        return None
+
+
+def _finished_status(run_dir):
+    """"finished" when the model file reads back whole (every member's checksum), else "damaged model"."""
+    try:
+        with zipfile.ZipFile(Path(run_dir) / MODEL_FILE) as archive:
+            return "finished" if archive.testzip() is None else "damaged model"
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return "damaged model"
 
 
 def _alive(pid):
@@ -240,10 +267,10 @@ def _alive(pid):
 def format_runs(rows, runs_dir=RUNS_DIR):
     if not rows:
         return f"no runs in {runs_dir}/"
-    header = ("run", "architecture", "epochs", "status", "test acc.", "date")
+    header = ("run", "architecture", "epochs", "precision", "status", "test acc.", "date")
     table = [header] + [(
-        row["name"], row.get("architecture", ""), row.get("epochs", ""), row["status"],
-        "-" if row.get("test_accuracy") is None else f"{row['test_accuracy']:.4f} on {row['test_data']}",
+        row["name"], row.get("architecture", ""), row.get("epochs", ""), row.get("precision") or "-", row["status"],
+        "-" if row.get("test_accuracy") is None else f"{row['test_accuracy']:.4f} {row['test_data']}",
         row.get("date", ""),
     ) for row in rows]
     widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]

@@ -10,8 +10,9 @@ from datetime import datetime
 from pathlib import Path
 
 from fruitkeras import data as datalib
-from fruitkeras import familiarity
-from fruitkeras.architecture import build_model, load_architecture, parse_architecture, with_overrides
+from fruitkeras import familiarity, precision
+from fruitkeras.architecture import (build_model, for_precision, load_architecture, parse_architecture,
+                                     variant_overrides, with_overrides)
 from fruitkeras.decoded_cache import decode_cached
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
 from fruitkeras.files import replaced_atomically
@@ -155,17 +156,18 @@ def train_architecture(
     record = {}
     if resume:
         record = _resume_record(run_dir, architecture, given)
-        architecture = with_overrides(parse_architecture(architecture.source, run_dir / ARCHITECTURE_COPY),
-                                      record.get("overrides"))
+        architecture = parse_architecture(architecture.source, run_dir / ARCHITECTURE_COPY)
+        overrides = record.get("overrides")
         seed, limit_per_class = record["seed"], record["limit_per_class"]
         test_evaluation = record.get("test_evaluation", True)
         epochs = epochs or record["epochs"]
         data_root = _stored_data_dir(record, run_dir)
     else:
-        architecture = with_overrides(architecture, overrides)
         seed = 0 if seed is None else seed
         test_evaluation = True if test_evaluation is None else test_evaluation
         data_root = datalib.resolve_data_dir(data)
+    chosen = _precision(with_overrides(architecture, overrides), mixed_precision, record)
+    architecture = for_precision(architecture, chosen.compute, overrides)
     epochs = epochs or architecture.training["epochs"]
     size = architecture.input_size
 
@@ -177,15 +179,28 @@ def train_architecture(
         print(f"note: no {data_root / datalib.TEST_SPLIT}/: history.csv will have no test_loss and test_accuracy",
               flush=True)
 
+    if verbose:  # once the data has passed its checks: a refusal stays one line
+        variant = variant_overrides(architecture.source, chosen.compute)
+        print(f"precision: {chosen.compute} ({'as the run started: ' if resume else ''}{chosen.reason})"
+              + (f"; the file's {chosen.compute} changes: {', '.join(variant)}" if variant else ""), flush=True)
     split = decode_cached(listed, size, quiet=not verbose)
-    if mixed_precision is None:
-        mixed_precision = architecture.training["mixed_precision"]
-    with distribution.mixed_precision_policy(mixed_precision, quiet=not verbose) as policy, \
+    with precision.policy_scope(chosen), \
             _writing_dir(run_dir, distribution.is_chief(strategy), resume) as write_dir:
         return _train_decoded(architecture, architecture_path, split, test_listed if test_evaluation else None,
                               data_root, run_dir, write_dir, epochs, seed, limit_per_class, resume, record, verbose,
                               test_evaluation, extra_callbacks, strategy,
-                              distribution.describe(strategy, distribute) | {"mixed_precision": policy})
+                              distribution.describe(strategy, distribute) | {
+                                  "mixed_precision": chosen.policy if chosen.mixed else None}, chosen)
+
+
+def _precision(architecture, forced, record):
+    """The run's ``precision.Precision``: --mixed-precision, else the file's setting on this machine; a resumed run
+    keeps the one it started with (its history goes on in the same arithmetic and, where the file has
+    by_precision changes, with the same recipe)."""
+    if record.get("precision"):
+        stored = record["precision"]
+        return precision.Precision(stored["policy"], stored["setting"], stored["reason"])
+    return precision.choose(architecture.training["mixed_precision"] if forced is None else forced)
 
 
 def _stored_data_dir(record, run_dir):
@@ -213,7 +228,8 @@ def _writing_dir(run_dir, chief, resume):
 
 
 def _train_decoded(architecture, architecture_path, split, test_listed, data_root, final_dir, run_dir, epochs, seed,
-                   limit_per_class, resume, record, verbose, test_evaluation, extra_callbacks, strategy, distributed):
+                   limit_per_class, resume, record, verbose, test_evaluation, extra_callbacks, strategy, distributed,
+                   chosen):
     import keras
 
     from fruitkeras import distribute as distribution
@@ -290,6 +306,7 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
         done = epochs_logged(run_dir / HISTORY_FILE)
         record.setdefault("resumed", []).append({"after_epoch": done, "at": now_iso()})
     record["distribute"] = distributed
+    record["precision"] = chosen.record()
     record["epochs"] = epochs
     record["running_pid"] = os.getpid()  # lets `fruitkeras runs` tell a running run from an interrupted one
     _write_record(run_dir, record)
@@ -386,7 +403,8 @@ def trained_split(run_dir, record, data_root, class_names, size):
     ``record`` (run.json), its validation share carved as training carved it.  Returns (architecture with the
     overrides, decoded split labelled in ``class_names``' order, training rows, validation rows)."""
     run_dir, data_root = Path(run_dir), Path(data_root)
-    architecture = with_overrides(load_architecture(run_dir / ARCHITECTURE_COPY), record.get("overrides"))
+    architecture = for_precision(load_architecture(run_dir / ARCHITECTURE_COPY),
+                                 precision.recorded_compute(record) or "float32", record.get("overrides"))
     if not (data_root / datalib.TRAIN_SPLIT).is_dir():
         raise FruitkerasError(f"{data_root / datalib.TRAIN_SPLIT}: no such folder; name the run's data with --data")
     seed = record.get("seed", 0)

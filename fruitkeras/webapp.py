@@ -17,6 +17,7 @@ from pathlib import Path
 from fruitkeras.errors import FruitkerasError
 from fruitkeras.familiarity import UNFAMILIAR_PHOTO, UNKNOWN_CLASS, plain_words
 from fruitkeras.explain.registry import METHODS as REGISTRY, OPTIONS, ExplainOptions
+from fruitkeras.precision import recorded_compute
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the page phones nowhere
 
@@ -111,7 +112,8 @@ def run_summary(report, model_path):
         lines.append(f"Not evaluated yet: run `fruitkeras eval {report.run_dir}` to add the test accuracy here.")
     if record:
         lines.append(f"Architecture `{record.get('architecture', '?')}`, {record.get('epochs', '?')} epochs, "
-                     f"seed {record.get('seed', '?')}; started {record.get('started', '?')}, "
+                     f"seed {record.get('seed', '?')}, computed in {recorded_compute(record) or '?'}; "
+                     f"started {record.get('started', '?')}, "
                      f"finished {record.get('finished', '(not finished)')}.")
     return "\n\n".join(lines)
 

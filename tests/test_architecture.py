@@ -98,7 +98,7 @@ def test_training_defaults_and_overrides(architecture_file):
         ("learning_rate", float("inf"), "'learning_rate' must be a finite positive number, got Infinity"),
         ("momentum", float("nan"), "'momentum' must be a number in [0, 1), got NaN"),
         ("jit_compile", "yes", "'jit_compile' must be true or false"),
-        ("mixed_precision", 1, "'mixed_precision' must be true or false"),
+        ("mixed_precision", 1, "'mixed_precision' must be true, false or \"auto\""),
         ("augmentation", {"hue": 2}, "'augmentation' key 'hue' must be a number in [0, 1)"),
         ("augmentation", {"transpose": 1}, "'augmentation' key 'transpose' must be true or false, got {\"transpose\": 1}"),
     ],
@@ -169,6 +169,20 @@ def test_unterminated_string_message_is_whole(architecture_file):
 def test_missing_file(tmp_path):
     with pytest.raises(FruitkerasError, match="architecture file not found"):
         load_architecture(tmp_path / "nope.json")
+
+
+def test_a_file_over_a_megabyte_is_refused_before_it_is_read(runner, tmp_path):
+    from fruitkeras.cli import main
+
+    source = json.loads(Path(TINY).read_text())
+    source["description"] = "x" * 1_000_001  # valid JSON, only too big
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(source))
+    result = runner.invoke(main, ["train", str(path), "--data", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: {path}: {path.stat().st_size:,} bytes is not an architecture file (at most 1,000,000: a few KB of "
+        "layers and settings)"]
 
 
 def test_layer_that_does_not_fit_names_its_index(architecture_file):

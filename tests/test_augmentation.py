@@ -109,6 +109,26 @@ def test_transpose_swaps_the_chosen_images_and_with_flips_gives_all_eight_right_
     assert abs(np.corrcoef(drawn["transpose"], drawn["flip_x"])[0, 1]) < 0.1
 
 
+def test_flips_and_swaps_run_on_the_uint8_photos_with_the_float_pipelines_values():
+    """make_dataset orients the uint8 photos before scaling them when nothing but pixels moves: the batches are
+    the ones orienting the scaled floats gives, bit for bit."""
+    moves = augmentation.make_augmenter({"flip": True, "transpose": True, "rotation": 0.0, "zoom": 0.0,
+                                         "brightness": 0.0, "hue": 0.0, "saturation": 0.0})
+    assert moves.moves_pixels_only
+    assert not augmentation.make_augmenter({**EVERYTHING, "transpose": True}).moves_pixels_only
+    photos = np.random.default_rng(4).integers(0, 256, (24, 9, 9, 3), dtype=np.uint8)
+    split = datalib.Split([f"{n}.jpg" for n in range(24)], np.arange(24) % 3, ["a", "b", "c"], [],
+                          datalib.aligned_zeros(photos.shape))
+    split.images[...] = photos
+    stream = datalib.make_dataset(split, 8, shuffle=True, seed=7, augmenter=moves, repeat=True, first_epoch=1)
+    order = datalib.make_dataset(split, 8, shuffle=True, seed=7, repeat=True, first_epoch=1)
+    for number, ((oriented, labels), (plain, same_labels)) in enumerate(zip(stream.take(3), order.take(3))):
+        np.testing.assert_array_equal(labels, same_labels)
+        expected = moves(plain, augmentation.batch_key(7, 1, number))  # the float path: scale, then orient
+        np.testing.assert_array_equal(oriented.numpy(), expected.numpy())
+        assert oriented.dtype == tf.float32
+
+
 def test_quarter_turn_and_zoom_out_fill_with_white():
     images = asymmetric_images()
     geometry = {**EVERYTHING, "hue": 0.0, "saturation": 0.0, "brightness": 0.0}

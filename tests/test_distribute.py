@@ -273,21 +273,6 @@ def test_the_files_mixed_precision_field_turns_it_on_and_off(image_folders, tmp_
     assert json.loads((off / "run.json").read_text())["distribute"]["mixed_precision"] is None
 
 
-def test_a_cpu_without_bfloat16_instructions_is_told_so(image_folders, tmp_path, monkeypatch, capsys):
-    from fruitkeras import distribute
-    from fruitkeras.training import train_architecture
-
-    (tmp_path / "old").write_text("processor : 0\nflags : fpu sse2 avx2 avx512f\n")
-    (tmp_path / "new").write_text("processor : 0\nflags : fpu sse2 avx2 avx512f amx_bf16 amx_tile\n")
-    assert distribute.cpu_has_bfloat16(tmp_path / "old") is False
-    assert distribute.cpu_has_bfloat16(tmp_path / "new") is True
-    assert distribute.cpu_has_bfloat16(tmp_path / "missing") is None
-    monkeypatch.setattr(distribute, "CPUINFO", tmp_path / "old")
-    train_architecture(REPO / "architectures" / "tiny.json", data=str(image_folders), run_dir=tmp_path / "run", epochs=1,
-                       verbose=1, mixed_precision=True)
-    assert "this CPU has no bfloat16 instructions" in capsys.readouterr().out
-
-
 def test_mirrored_eval_gives_the_single_device_results(mirrored_process, trained_run, runner, tmp_path):
     root, results = mirrored_process
     assert results.get("eval_exit") in (None, 0), results

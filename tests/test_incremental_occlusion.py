@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fruitkeras.architecture import build_model, parse_architecture
-from fruitkeras.distribute import mixed_precision_policy
+from fruitkeras.precision import Precision, policy_scope
 from fruitkeras.explain.occlusion import occlusion
 from fruitkeras.explain.incremental import IncrementalOcclusionEngine, plan
 from fruitkeras.layers import BatchNorm
@@ -75,7 +75,7 @@ def test_the_live_architecture_in_bfloat16():
     bfloat16 windows, and its maps are the full re-inference's."""
     path = Path(__file__).resolve().parent.parent / "architectures" / "live.json"
     keras.utils.set_random_seed(3)  # the same weights whatever ran before in this process
-    with mixed_precision_policy(True, quiet=True):
+    with policy_scope(Precision("mixed_bfloat16", True, "this test")):
         model = build_model(parse_architecture(json.loads(path.read_text()), path), 5)
     assert model.layers[0].compute_dtype == "bfloat16" and model.layers[-1].compute_dtype == "float32"
     image = np.random.default_rng(3).random((1, 80, 80, 3)).astype(np.float32)

@@ -113,6 +113,59 @@ def test_gradients_match_keras_batch_normalization():
         np.testing.assert_allclose(ours, reference, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(16, 6, 6, 4), (32, 3)])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_closed_form_gradient_is_autodiffs_to_rounding(shape, compiled):
+    """In a tf.function as fit runs it, and eagerly: the same outputs and statistics as autodiff bit for bit, and
+    gradients as close to float64's (Keras's own layer in float64) as autodiff's are."""
+    import tensorflow as tf
+
+    x = feature_maps(shape=shape)
+    results = []
+    for layer, dtype in ((BatchNorm(momentum=0.5, gradient="closed_form"), "float32"),
+                         (BatchNorm(momentum=0.5), "float32"),
+                         (keras.layers.BatchNormalization(momentum=0.5, dtype="float64"), "float64")):
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 2.0, shape[-1]).astype(dtype))  # away from 1, so gamma counts
+
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(tf.sin(y) * tf.range(1.0, y.shape[-1] + 1.0, dtype=y.dtype))
+            return y, tape.gradient(loss, [x] + layer.trainable_weights)
+
+        y, gradients = (tf.function(step) if compiled else step)(tf.constant(x.astype(dtype)))
+        results.append((y, [np.asarray(g, np.float64) for g in gradients], layer.moving_mean.numpy(),
+                        layer.moving_variance.numpy()))
+    (closed, closed_grads, *closed_stats), (auto, auto_grads, *auto_stats), (_, exact, *_) = results
+    np.testing.assert_array_equal(closed, auto)
+    for ours, theirs in zip(closed_stats, auto_stats):
+        np.testing.assert_array_equal(ours, theirs)
+    for ours, theirs, reference in zip(closed_grads, auto_grads, exact):
+        scale = np.abs(reference).max()
+        np.testing.assert_allclose(ours, reference, atol=1e-4 * scale)
+        assert np.abs(ours - reference).max() <= 2 * np.abs(theirs - reference).max() + 1e-7 * scale
+
+
+def test_the_closed_form_gradient_under_bfloat16():
+    import tensorflow as tf
+
+    x = tf.constant(feature_maps())
+    gradients = []
+    for gradient in ("closed_form", "autodiff"):
+        layer = BatchNorm(gradient=gradient, dtype="mixed_bfloat16")
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(tf.cast(x, "bfloat16"), training=True)
+            loss = tf.reduce_sum(tf.cast(y, "float32") ** 2 * tf.range(1.0, 5.0))
+        assert y.dtype == "bfloat16"
+        gradients.append(tape.gradient(loss, [x] + layer.trainable_weights))
+    for ours, theirs in zip(*gradients):
+        assert ours.dtype == theirs.dtype
+        np.testing.assert_allclose(np.asarray(ours, "float32"), np.asarray(theirs, "float32"), rtol=0.05, atol=0.05)
+
+
 def test_after_dense_layers_normalises_each_unit_over_the_batch():
     """(N, C) inputs: statistics over the batch axis alone, as Keras's own layer computes them."""
     x = feature_maps(shape=(32, 4))
@@ -141,12 +194,16 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
 
 
 def test_config_round_trip():
-    layer = BatchNorm(momentum=0.5, epsilon=0.1, name="bn")
+    layer = BatchNorm(momentum=0.5, epsilon=0.1, gradient="closed_form", name="bn")
     clone = BatchNorm.from_config(layer.get_config())
-    assert (clone.momentum, clone.epsilon, clone.name) == (0.5, 0.1, "bn")
+    assert (clone.momentum, clone.epsilon, clone.gradient, clone.name) == (0.5, 0.1, "closed_form", "bn")
+    # A file saved before the option existed has no "gradient": it loads with the gradient it was trained with.
+    config = layer.get_config()
+    del config["gradient"]
+    assert BatchNorm.from_config(config).gradient == "autodiff"
 
 
-@pytest.mark.parametrize("kwargs", [{"momentum": 1.0}, {"momentum": -0.1}, {"epsilon": 0.0}])
+@pytest.mark.parametrize("kwargs", [{"momentum": 1.0}, {"momentum": -0.1}, {"epsilon": 0.0}, {"gradient": "fast"}])
 def test_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError):
         BatchNorm(**kwargs)

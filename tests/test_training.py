@@ -81,6 +81,29 @@ def test_eval_prints_accuracy_and_writes_reports(trained_run, runner, tmp_path):
     assert picture(out / "confusion_matrix.png")[2] > 50
 
 
+def test_eval_of_a_run_without_data_uses_the_runs_own_data(trained_run, runner, tmp_path, monkeypatch):
+    """The command train prints last, as it is: the data folder comes from run.json; one that is gone is the old
+    one-line error."""
+    monkeypatch.delenv("FRUITKERAS_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    out = tmp_path / "report"
+    given = runner.invoke(main, ["eval", str(trained_run["run_dir"]), "--data", str(trained_run["data"]),
+                                 "--out", str(tmp_path / "given")])
+    result = runner.invoke(main, ["eval", str(trained_run["run_dir"]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"data: {trained_run['data'].resolve()}, the run's own" in result.output
+    assert (json.loads((out / "test_metrics.json").read_text())["accuracy"]
+            == json.loads((tmp_path / "given" / "test_metrics.json").read_text())["accuracy"])
+    copied = tmp_path / "copied-run"
+    shutil.copytree(trained_run["run_dir"], copied)
+    record = json.loads((copied / "run.json").read_text())
+    record["data"] = str(tmp_path / "gone")
+    (copied / "run.json").write_text(json.dumps(record))
+    gone = runner.invoke(main, ["eval", str(copied), "--out", str(tmp_path / "x")])
+    assert gone.exit_code == 1 and gone.output.startswith("error: no dataset folder found"), gone.output
+    assert given.exit_code == 0, given.output
+
+
 def test_eval_accuracy_matches_keras_evaluate(trained_run, runner, tmp_path):
     """Our evaluation loop against Keras's own on the same images."""
     from fruitkeras import data as datalib
@@ -152,6 +175,23 @@ def test_eval_bn_train_mode_keeps_the_standard_report(trained_run, runner, tmp_p
 
     row = describe_runs(tmp_path)[0]
     assert row["test_accuracy"] == json.loads(kept["test_metrics.json"])["accuracy"]
+
+
+def test_runs_shows_the_logged_test_accuracy_before_eval_and_a_damaged_model(trained_run, runner, tmp_path):
+    run_dir = copy_run(trained_run["run_dir"], tmp_path / "runs" / "tiny")
+    for name in ("test_metrics.json", "test_per_class.csv", "confusion_matrix.csv", "test_mistakes.csv"):
+        (run_dir / name).unlink(missing_ok=True)
+    history = pd.read_csv(run_dir / "history.csv")
+    listed = runner.invoke(main, ["runs", str(tmp_path / "runs")])
+    assert listed.exit_code == 0, listed.output
+    row = listed.output.splitlines()[1].split()
+    assert row[row.index("finished") + 1:row.index("finished") + 4] == [
+        f"{history['test_accuracy'].iloc[-1]:.4f}", "logged,", "epoch"]
+    # A model file cut short (a full disk, a copy stopped half-way) is not a finished run.
+    model = (run_dir / "model.keras").read_bytes()
+    (run_dir / "model.keras").write_bytes(model[: len(model) // 2])
+    listed = runner.invoke(main, ["runs", str(tmp_path / "runs")])
+    assert "damaged model" in listed.output and " finished " not in listed.output, listed.output
 
 
 def test_interrupted_training_resumes_without_losing_epochs(image_folders, runner, tmp_path):

@@ -381,6 +381,9 @@ def test_browser_model_tab_shows_the_runs_proof(server, browser):
     metrics = json.loads((SHIPPED_RUN / "test_metrics.json").read_text())
     wait_for(browser, lambda d: d.find_elements(By.ID, "run-summary") and d.find_element(By.ID, "run-summary").is_displayed())
     assert f"Test accuracy {metrics['accuracy']:.2%}" in browser.find_element(By.ID, "run-summary").text
+    # The shipped run's run.json predates the "precision" record: its distribute entry says float32.
+    assert json.loads((SHIPPED_RUN / "run.json").read_text())["distribute"]["mixed_precision"] is None
+    assert "computed in float32" in browser.find_element(By.ID, "run-summary").text
     first_timestamp = (SHIPPED_RUN / "history.csv").read_text().splitlines()[1].split(",")[6]
     wait_for(browser, lambda d: first_timestamp in d.find_element(By.ID, "history").text)
     rows = [row.rsplit(",", 3) for row in (SHIPPED_RUN / "test_per_class.csv").read_text().splitlines()[1:]]
