@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fruitkeras.errors import FruitkerasError
+from fruitkeras.precision import COMPUTES
 from fruitkeras.precision import check_setting as check_precision_setting
 
 REQUIRED = object()
@@ -187,8 +188,7 @@ INPUT_FIELDS = {"height": (_positive_int, REQUIRED), "width": (_positive_int, RE
 MAX_FILE_BYTES = 1_000_000
 TOP_LEVEL_FIELDS = ("name", "description", "input", "layers", "training", "by_precision")
 # by_precision: changes a file makes for the compute that training.mixed_precision chooses on the machine
-# ({"float32": {"input.height": 64}}: fields named as --set names them).
-PRECISIONS = ("float32", "bfloat16", "float16")
+# ({"float32": {"input.height": 64}}: fields named as --set names them; one key per precision.COMPUTES).
 
 
 @dataclass
@@ -305,8 +305,8 @@ def _precision_variants(source, path):
         raise FruitkerasError(f"{path}: 'by_precision' must be a JSON object such as "
                               '{"float32": {"input.height": 64, "input.width": 64}}')
     for compute, changes in variants.items():
-        if compute not in PRECISIONS:
-            raise FruitkerasError(f"{path}: by_precision: unknown precision '{compute}' (known: {', '.join(PRECISIONS)})")
+        if compute not in COMPUTES:
+            raise FruitkerasError(f"{path}: by_precision: unknown precision '{compute}' (known: {', '.join(COMPUTES)})")
         if not isinstance(changes, dict):
             raise FruitkerasError(f"{path}: by_precision.{compute} must be a JSON object of field: value")
         for field in changes:
@@ -335,6 +335,16 @@ def for_precision(architecture, compute, overrides=()):
     parsed = with_overrides(architecture, variant + list(overrides or ()))
     parsed.overrides = tuple(overrides or ())
     return parsed
+
+
+def trained_here(architecture, overrides=(), forced=None):
+    """(the ``precision.Precision`` that the file's training.mixed_precision, after ``--set`` ``overrides``, chooses
+    on this machine, or ``forced`` (--mixed-precision) does; the architecture as trained in it)."""
+    from fruitkeras.precision import choose
+
+    setting = with_overrides(architecture, overrides).training["mixed_precision"] if forced is None else forced
+    chosen = choose(setting)
+    return chosen, for_precision(architecture, chosen.compute, overrides)
 
 
 def overridden_json(source, overrides):

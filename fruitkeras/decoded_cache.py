@@ -91,13 +91,11 @@ def prepare_data(architecture_path, data=None, overrides=None, echo=print):
     """Decode the Training and Test photos that ``train`` would read for an architecture file (at its input size,
     after ``--set`` ``overrides``) into the cache, so that the next training, the one an examiner watches say,
     starts from it.  ``data``: as ``train``'s --data."""
-    from fruitkeras.architecture import for_precision, load_architecture, with_overrides
-    from fruitkeras.precision import choose
+    from fruitkeras.architecture import load_architecture, trained_here
 
     # The size the file trains at on this machine: a by_precision change may set it.
-    architecture = load_architecture(architecture_path)
-    chosen = choose(with_overrides(architecture, overrides).training["mixed_precision"])
-    size = for_precision(architecture, chosen.compute, overrides).input_size
+    chosen, architecture = trained_here(load_architecture(architecture_path), overrides)
+    size = architecture.input_size
     root = cache_root()
     if root is None:
         raise FruitkerasError(f"the decoded cache is off ({CACHE_ENV}=off): there is nothing to prepare")

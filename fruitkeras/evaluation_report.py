@@ -59,11 +59,10 @@ def evaluate_run(model_path, data=None, out=None, batch_size=64, bn_train_mode=F
 
 def run_data_dir(model_path):
     """The data folder that the run holding ``model_path`` was trained on (its run.json), if it is still there."""
-    try:
-        recorded = Path(json.loads((Path(model_path).parent / RUN_FILE).read_text())["data"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return recorded if recorded.is_dir() else None
+    from fruitkeras.runs import read_record
+
+    recorded = read_record(Path(model_path).parent).get("data")
+    return Path(recorded) if isinstance(recorded, str) and Path(recorded).is_dir() else None
 
 
 def default_report_dir(model_path, data_root):

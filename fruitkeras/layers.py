@@ -97,16 +97,17 @@ class BatchNorm(keras.layers.Layer):
 
         @ops.custom_gradient
         def normalised(x, gamma, beta):
+            x = ops.cast(x, self.variable_dtype)  # once: batch_statistics' own cast is then none
             mean, variance = self.batch_statistics(x)
-            x = ops.cast(x, self.variable_dtype)
             count = ops.cast(ops.size(x), x.dtype) / ops.cast(ops.shape(x)[-1], x.dtype)
             # The forward values are normalise()'s own, bit for bit: the same sums, the same operations.
-            scale = gamma / ops.sqrt(variance + self.epsilon)
+            std = ops.sqrt(variance + self.epsilon)
+            scale = gamma / std
             outputs = ops.cast(x * scale + (beta - mean * scale), self.compute_dtype)
 
             def gradient(*upstream, **_):
                 dy = ops.cast(upstream[0], x.dtype)  # the statistics' upstream is nothing: they only feed assign
-                x_hat = (x - mean) / ops.sqrt(variance + self.epsilon)
+                x_hat = (x - mean) / std
                 d_beta = ops.sum(dy, axis=self._reduction_axes)
                 d_gamma = ops.sum(dy * x_hat, axis=self._reduction_axes)
                 dx = scale * (dy - (d_beta + x_hat * d_gamma) / count)

@@ -28,6 +28,7 @@ ONEDNN_ISAS = {"SSE41": 0x1, "AVX": 0x3, "AVX2": 0x7, "AVX2_VNNI": 0xF, "AVX2_VN
                "AVX10_1_512_AMX": 0xFEF, "AVX512_CORE_AMX": 0xFEF, "AVX10_1_512_AMX_FP16": 0x1FEF,
                "AVX512_CORE_AMX_FP16": 0x1FEF}
 UNCAPPED = ("ALL", "DEFAULT")
+COMPUTES = ("float32", "bfloat16", "float16")  # what a Precision computes in
 BFLOAT16_FLAGS = {"amx_bf16": "AVX512_CORE_AMX", "avx512_bf16": "AVX512_CORE_BF16"}  # cpuinfo flag: its ISA
 
 
@@ -50,6 +51,11 @@ class Precision:
     def record(self):
         """What run.json keeps."""
         return {"compute": self.compute, "policy": self.policy, "setting": self.setting, "reason": self.reason}
+
+    @classmethod
+    def from_record(cls, stored):
+        """The Precision that ``record()`` wrote."""
+        return cls(stored["policy"], stored["setting"], stored["reason"])
 
 
 def recorded_compute(record):

@@ -29,7 +29,7 @@ def save_model(model, path, metadata):
             archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2))
 
 
-def _record(run_dir):
+def read_record(run_dir):
     """A run folder's run.json, {} where it is missing or unreadable."""
     try:
         return json.loads((Path(run_dir) / RUN_FILE).read_text())
@@ -39,13 +39,13 @@ def _record(run_dir):
 
 def _finished_at(model_path):
     """When a run finished, from its run.json (file times change with every checkout)."""
-    return _record(model_path.parent).get("finished", "")
+    return read_record(model_path.parent).get("finished", "")
 
 
 def is_finished(run_dir):
     """Whether a run folder holds a finished run: its model and run.json's "finished", written last of all."""
     run_dir = Path(run_dir)
-    return (run_dir / MODEL_FILE).exists() and bool(_record(run_dir).get("finished"))
+    return (run_dir / MODEL_FILE).exists() and bool(read_record(run_dir).get("finished"))
 
 
 def _cut_short_after_training(run_dir, record):
@@ -59,7 +59,7 @@ def newest_run(runs_dir=RUNS_DIR):
     """The model file of the most recently finished run under ``runs_dir``."""
     models = []
     for path in Path(runs_dir).glob(f"*/{MODEL_FILE}"):
-        record = _record(path.parent)  # read once: both the check and the order need it
+        record = read_record(path.parent)  # read once: both the check and the order need it
         if not _cut_short_after_training(path.parent, record):
             models.append(((record.get("finished", ""), path.stat().st_mtime), path))
     models = [path for _, path in sorted(models)]
@@ -89,7 +89,7 @@ def failed_run_message(run_dir, record=None):
     """What to say of a run whose training failed (its loss became NaN or infinite); None for any other.
 
     ``record``: its run.json when already read."""
-    failure = (_record(run_dir) if record is None else record).get("failed")
+    failure = (read_record(run_dir) if record is None else record).get("failed")
     if not failure:
         return None
     return (f"{run_dir} is a failed run (the loss became {failure.get('loss', 'not finite')} in epoch "
@@ -99,7 +99,7 @@ def failed_run_message(run_dir, record=None):
 def unfinished_run_message(run_dir):
     """What to say of a run folder that has started but holds no model yet; None for anything else."""
     run_dir = Path(run_dir)
-    record = _record(run_dir)
+    record = read_record(run_dir)
     failed = failed_run_message(run_dir, record)
     if failed:
         return failed + "; train a new run with a changed recipe"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from fruitkeras import data as datalib
 from fruitkeras import familiarity, precision
-from fruitkeras.architecture import (build_model, for_precision, load_architecture, parse_architecture,
-                                     variant_overrides, with_overrides)
+from fruitkeras.architecture import (build_model, for_precision, load_architecture, parse_architecture, trained_here,
+                                     variant_overrides)
 from fruitkeras.decoded_cache import decode_cached
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
 from fruitkeras.files import replaced_atomically
@@ -166,8 +166,13 @@ def train_architecture(
         seed = 0 if seed is None else seed
         test_evaluation = True if test_evaluation is None else test_evaluation
         data_root = datalib.resolve_data_dir(data)
-    chosen = _precision(with_overrides(architecture, overrides), mixed_precision, record)
-    architecture = for_precision(architecture, chosen.compute, overrides)
+    if record.get("precision"):
+        # A resumed run keeps the precision it started with: its history goes on in the same arithmetic and,
+        # where the file has by_precision changes, with the same recipe.
+        chosen = precision.Precision.from_record(record["precision"])
+        architecture = for_precision(architecture, chosen.compute, overrides)
+    else:
+        chosen, architecture = trained_here(architecture, overrides, mixed_precision)
     epochs = epochs or architecture.training["epochs"]
     size = architecture.input_size
 
@@ -191,16 +196,6 @@ def train_architecture(
                               test_evaluation, extra_callbacks, strategy,
                               distribution.describe(strategy, distribute) | {
                                   "mixed_precision": chosen.policy if chosen.mixed else None}, chosen)
-
-
-def _precision(architecture, forced, record):
-    """The run's ``precision.Precision``: --mixed-precision, else the file's setting on this machine; a resumed run
-    keeps the one it started with (its history goes on in the same arithmetic and, where the file has
-    by_precision changes, with the same recipe)."""
-    if record.get("precision"):
-        stored = record["precision"]
-        return precision.Precision(stored["policy"], stored["setting"], stored["reason"])
-    return precision.choose(architecture.training["mixed_precision"] if forced is None else forced)
 
 
 def _stored_data_dir(record, run_dir):
