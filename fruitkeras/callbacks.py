@@ -3,7 +3,8 @@
 Keras hands one logs dict to every callback in turn, so the order matters:
 ``EpochEvaluation`` adds the validation and test metrics first, the console
 line or progress bar shows them, ``EpochTimestamp`` adds the time (a string
-the progress bar could not format), and ``EpochCSVLogger`` writes it all.
+the progress bar could not format), and ``checkpoint.EpochCommit`` writes it
+all with the epoch's backup.
 """
 
 import contextlib
@@ -88,13 +89,6 @@ class EpochLine(keras.callbacks.Callback):
         print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
 
 
-class EpochCSVLogger(keras.callbacks.CSVLogger):
-    """Keras's CSVLogger with epochs numbered from 1, as the console and plots count them."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch + 1, logs)
-
-
 @contextlib.contextmanager
 def sigint_handled_by(handler):
     """Inside the block a SIGINT calls ``handler`` (``signal.default_int_handler``: KeyboardInterrupt), whatever
@@ -175,27 +169,6 @@ class StepKeyedRandomness(keras.callbacks.Callback):
         self._step += 1
 
 
-class StartsAtEpoch(keras.callbacks.Callback):
-    """Checks that ``fit`` starts at the epoch the data stream was built for.
-
-    The stream of a resumed run starts at the epoch its backup records; Keras
-    may fall back to the backup before it (when the newest is unreadable), and
-    the run would then silently see another epoch's batches.
-    """
-
-    def __init__(self, first_epoch):
-        super().__init__()
-        self.first_epoch = first_epoch
-
-    def on_train_begin(self, logs=None):
-        from fruitkeras.errors import FruitkerasError
-
-        started = getattr(self.model, "_initial_epoch", None) or 0
-        if started != self.first_epoch:
-            raise FruitkerasError(f"the run's backup fell back to epoch {started} (its newest, epoch "
-                                  f"{self.first_epoch}, is unreadable); start the run again in a new --run-dir")
-
-
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops training after an epoch whose loss is NaN or infinite; ``failure`` then says which and when.
 
@@ -214,18 +187,17 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def logging_callbacks(history_path, backup_dir, append, epochs, evaluation, verbose, first_epoch=0):
-    """Evaluation, console output, timestamps, resumable backup, the CSV log and the Ctrl-C stop, in the order they
+def logging_callbacks(history_path, backup_dir, epochs, evaluation, verbose, restored=None):
+    """Evaluation, console output, timestamps, the epoch's row and backup, and the Ctrl-C stop, in the order they
     must run.  ``verbose`` as ``train_architecture`` takes it: 0 nothing on the console, 1 a line per epoch, 2 a
-    progress bar."""
+    progress bar.  ``restored``: the backup a resumed run goes on from (``fruitkeras.checkpoint``)."""
+    from fruitkeras.checkpoint import EpochCommit
+
     console = [keras.callbacks.ProgbarLogger()] if verbose >= 2 else []
     line = [EpochLine(epochs)] if verbose == 1 else []
     return [StepKeyedRandomness(), StopOnNonFiniteLoss(), evaluation] + console + [
         EpochTimestamp(),
         *line,
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
-        StartsAtEpoch(first_epoch),  # after the backup has set the epoch fit starts at
-        EpochCSVLogger(str(history_path), append=append),
+        EpochCommit(history_path, backup_dir, restored),
         StopAtSafePoint(),  # last: an epoch's row and backup are written before it stops
     ]
-

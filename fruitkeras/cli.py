@@ -289,6 +289,8 @@ def predict(images, model_arg, top, style, cut_out):
     statistics (fruitkeras fit-familiarity RUN fits them).  An unfamiliar
     photo gets a second look: its classes are guessed from the fruit cut out
     of it, on white (cut_out: yes); its verdict stays "unfamiliar photo".
+    An image that cannot be read is named on stderr and left out of every
+    format; the others are answered, and the command then exits with 1.
 
     \b
     Examples:
@@ -304,11 +306,16 @@ def predict(images, model_arg, top, style, cut_out):
     load_tensorflow()
     # A count for a person watching answers that go to a file or a pipe; never into logs or between answers.
     progress = count_on_stderr if sys.stderr.isatty() and not sys.stdout.isatty() else None
-    for number, piece in enumerate(predict_files(model_path, paths, top, style, cut_out, progress=progress)):
+    skipped = []
+    for number, piece in enumerate(predict_files(model_path, paths, top, style, cut_out, progress=progress,
+                                                 skipped=skipped)):
         if number == 0:  # no readable image fails before this line
             announce_model(model_path, model_arg)
         click.echo(piece, nl=False)
         sys.stdout.flush()  # each chunk's answers out before the next chunk is read
+    if skipped:  # every format: the answers hold only the readable images, and the exit status says so
+        raise FruitkerasError(f"{len(skipped)} of {len(paths)} images could not be read (the warnings above name "
+                              "them); the others are answered")
 
 
 @main.command(name="fit-familiarity")

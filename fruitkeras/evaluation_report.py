@@ -9,6 +9,7 @@ from pathlib import Path
 from fruitkeras import data as datalib
 from fruitkeras.errors import FruitkerasError
 from fruitkeras.evaluation import evaluate, top_confusions
+from fruitkeras.files import replaced_atomically, write_atomically
 from fruitkeras.run_folder import EVALUATIONS_DIR, RUN_FILE, report_files
 
 
@@ -107,11 +108,16 @@ def write_report(evaluation, out_dir, model_path, data_root, bn_train_mode=False
         "loss": evaluation.loss,
         "batch_norm": "batch statistics" if bn_train_mode else "moving statistics",
     }
-    paths[0].write_text(json.dumps(metrics, indent=2) + "\n")
-    evaluation.per_class().to_csv(paths[1], index=False, float_format="%.4f")
+    # Each file whole or not at all; the metrics, which ``runs`` and the page read, last.
+    with replaced_atomically(paths[1]) as temporary:
+        evaluation.per_class().to_csv(temporary, index=False, float_format="%.4f")
     names = evaluation.class_names
-    pd.DataFrame(evaluation.confusion, index=pd.Index(names, name="true \\ predicted"), columns=names).to_csv(paths[2])
+    with replaced_atomically(paths[2]) as temporary:
+        pd.DataFrame(evaluation.confusion, index=pd.Index(names, name="true \\ predicted"),
+                     columns=names).to_csv(temporary)
     plot_confusion(evaluation.confusion, names, top_confusions(evaluation.confusion, names, 15),
                    f"test accuracy {evaluation.accuracy:.4f} ({len(evaluation.labels)} images)", paths[3])
-    evaluation.mistakes().to_csv(paths[4], index=False, float_format="%.4f")
+    with replaced_atomically(paths[4]) as temporary:
+        evaluation.mistakes().to_csv(temporary, index=False, float_format="%.4f")
+    write_atomically(paths[0], json.dumps(metrics, indent=2) + "\n")
     return paths

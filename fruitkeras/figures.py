@@ -1,7 +1,7 @@
 """The figures of a run: its learning curves (``train``) and its confusion matrix (``eval``).
 
 Drawing apart from the work that produces the numbers; nothing here imports the
-rest of the package.  Figures are drawn on matplotlib's ``Figure`` (no pyplot):
+rest of the package but ``fruitkeras.files``.  Figures are drawn on matplotlib's ``Figure`` (no pyplot):
 no global state, safe in the page's threads.
 """
 
@@ -9,13 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
+from fruitkeras.files import replaced_atomically
+
 
 def plot_learning_curves(history_path, out_path, resumed=()):
     """Write the learning curves of a run's history.csv as a PNG."""
     import pandas as pd
 
     figure = learning_curves_figure(pd.read_csv(history_path), Path(history_path).parent.name, resumed)
-    figure.savefig(out_path, dpi=100)
+    save_figure(figure, out_path)
 
 
 def learning_curves_figure(history, name, resumed=()):
@@ -92,4 +94,10 @@ def plot_confusion(matrix, names, pairs, title, out_path):
         bars.text(0.5, 0.5, "no confusions", ha="center", va="center")
         bars.set_axis_off()
     figure.tight_layout()
-    figure.savefig(out_path, dpi=100)
+    save_figure(figure, out_path)
+
+
+def save_figure(figure, out_path):
+    """A PNG written whole or not at all (``fruitkeras.files``)."""
+    with replaced_atomically(out_path) as temporary:
+        figure.savefig(temporary, dpi=100)

@@ -91,13 +91,13 @@ def predict_images(model, class_names, images, paths, top=5, familiarity=None, c
             for path, p, verdict, was_cut in zip(paths, probabilities, judged, cut)]
 
 
-def stream_predictions(model_path, paths, top=5, cut_out=True, chunk=CHUNK, progress=None):
+def stream_predictions(model_path, paths, top=5, cut_out=True, chunk=CHUNK, progress=None, skipped=None):
     """``Prediction``s for image files, in order, read and answered ``chunk`` files at a time.
 
     Unreadable files are warned about on stderr and left out, once some file
-    has been readable; when none is, the first one's problem is the error,
-    raised before anything is yielded.  ``progress(done, total)`` is called
-    after each chunk.
+    has been readable (and added to the list ``skipped``, when given); when
+    none is, the first one's problem is the error, raised before anything is
+    yielded.  ``progress(done, total)`` is called after each chunk.
     """
     from fruitkeras.runs import load_model
 
@@ -106,6 +106,8 @@ def stream_predictions(model_path, paths, top=5, cut_out=True, chunk=CHUNK, prog
     for start in range(0, len(paths), chunk):
         images, kept, problems = read_readable(paths[start : start + chunk], metadata["input_size"])
         pending += problems
+        if skipped is not None:
+            skipped += problems
         if kept:
             answered = True
             warn_skipped(pending)
@@ -124,7 +126,7 @@ def predict_paths(model_path, inputs, top=5, cut_out=True):
     return list(stream_predictions(model_path, collect_images(inputs), top, cut_out))
 
 
-def predict_files(model_path, paths, top=5, style="table", cut_out=True, chunk=CHUNK, progress=None):
+def predict_files(model_path, paths, top=5, style="table", cut_out=True, chunk=CHUNK, progress=None, skipped=None):
     """The ``predict`` command's work: image files in, the answer out as pieces of text, each written as soon as
-    its chunk of files is answered (``format_predictions``)."""
-    return format_predictions(stream_predictions(model_path, paths, top, cut_out, chunk, progress), style)
+    its chunk of files is answered (``format_predictions``); unreadable files go to the list ``skipped``."""
+    return format_predictions(stream_predictions(model_path, paths, top, cut_out, chunk, progress, skipped), style)

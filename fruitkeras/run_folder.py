@@ -8,7 +8,8 @@
         architecture.json    byte copy of the architecture file the run was trained with
         run.json             data folder, seed, epochs, class names, times, overrides
         history.csv          one row per epoch (metrics, timestamp, seconds)
-        backup/              BackupAndRestore's state while unfinished (for --resume)
+        backup/              the last two epochs' weights and optimizer state while unfinished (``fruitkeras.checkpoint``)
+        .lock                while a train or --resume writes the folder (``fruitkeras.run_lock``)
         model.keras          the trained model, written once training has finished
         familiarity.npz      the verdict's statistics (``fruitkeras.familiarity``), written with the model
         learning_curves.png
@@ -27,6 +28,7 @@ ARCHITECTURE_COPY = "architecture.json"
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.csv"
 BACKUP_DIR = "backup"
+LOCK_FILE = ".lock"
 MODEL_FILE = "model.keras"
 FAMILIARITY_FILE = "familiarity.npz"
 CURVES_FILE = "learning_curves.png"

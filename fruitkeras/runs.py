@@ -7,10 +7,10 @@ Keras ignores the extra member, so the file stays a plain Keras model.
 """
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
+from fruitkeras import run_lock
 from fruitkeras.errors import FruitkerasError
 from fruitkeras.files import replaced_atomically
 from fruitkeras.precision import recorded_compute
@@ -110,7 +110,7 @@ def unfinished_run_message(run_dir):
     if (run_dir / MODEL_FILE).exists() or not (run_dir / RUN_FILE).exists():
         return None
     done = epochs_logged(run_dir / HISTORY_FILE)
-    state = "still training" if _alive(record.get("running_pid")) else "interrupted"
+    state = "still training" if run_lock.holder(run_dir) else "interrupted"
     return (f"{run_dir} is an unfinished run ({state} after {done} of {record.get('epochs', '?')} epochs): no model "
             f"yet; continue it with: {resume_command(architecture, run_dir)}")
 
@@ -123,12 +123,14 @@ def _started_at(run_dir):
 
 
 def choice_warnings(model_path, runs_dir=RUNS_DIR):
-    """What a user should know about the model a command uses, when it is a run in ``runs_dir``: that a
-    newer run finished, or that newer runs are unfinished (they are never picked by default)."""
+    """What a user should know about the model a command uses: that its run is unfinished; when it is a run in
+    ``runs_dir``, that a newer run finished, or that newer runs are unfinished (they are never picked by default)."""
     model_path, runs_dir = Path(model_path).resolve(), Path(runs_dir)
-    if not runs_dir.is_dir() or model_path.parent.parent != runs_dir.resolve():
-        return []
-    warnings = []
+    # A model file named directly inside an unfinished run (a run folder named so is refused before).
+    warnings = [unfinished_run_message(model_path.parent)] if _cut_short_after_training(
+        model_path.parent, read_record(model_path.parent)) else []
+    if warnings or not runs_dir.is_dir() or model_path.parent.parent != runs_dir.resolve():
+        return warnings
     newest = newest_run(runs_dir).resolve()
     if newest != model_path:
         warnings.append(f"{model_path.parent.name} is not the newest finished run in {runs_dir}/: "
@@ -216,7 +218,7 @@ def describe_runs(runs_dir=RUNS_DIR):
             if logged:
                 test_accuracy, test_data = logged[1], f"logged, epoch {logged[0]}"
         status = ("failed" if record.get("failed") else _finished_status(folder) if is_finished(folder)
-                  else "running" if _alive(record.get("running_pid")) else "interrupted")
+                  else "running" if run_lock.holder(folder) else "interrupted")
         rows.append({
             "name": folder.name,
             "architecture": record.get("architecture", "?"),
@@ -249,19 +251,6 @@ def _finished_status(run_dir):
             return "finished" if archive.testzip() is None else "damaged model"
     except (OSError, zipfile.BadZipFile, EOFError):
         return "damaged model"
-
-
-def _alive(pid):
-    """Whether a process with this id runs on this machine (a run.json may come from elsewhere: then no)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def format_runs(rows, runs_dir=RUNS_DIR):

@@ -2,7 +2,6 @@
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import tempfile
@@ -10,23 +9,28 @@ from datetime import datetime
 from pathlib import Path
 
 from fruitkeras import data as datalib
-from fruitkeras import familiarity, precision
+from fruitkeras import checkpoint, familiarity, precision, run_lock
 from fruitkeras.architecture import (build_model, for_precision, load_architecture, parse_architecture, trained_here,
                                      variant_overrides)
 from fruitkeras.decoded_cache import decode_cached
 from fruitkeras.errors import FruitkerasError, TrainingInterrupted
-from fruitkeras.files import replaced_atomically
+from fruitkeras.files import TEMPORARY_MARK, is_disk_full, remove_temporaries, write_atomically
 from fruitkeras.run_folder import (ARCHITECTURE_COPY, BACKUP_DIR, CURVES_FILE, FAMILIARITY_FILE, HISTORY_FILE,
-                                   MODEL_FILE, RUN_FILE, RUNS_DIR, resume_command)
-from fruitkeras.runs import epochs_logged, failed_run_message, is_finished, load_model, save_model
+                                   LOCK_FILE, MODEL_FILE, RUN_FILE, RUNS_DIR, resume_command)
+from fruitkeras.runs import failed_run_message, is_finished, load_model, save_model
 
 
 def default_run_dir(architecture):
     return RUNS_DIR / f"{architecture.name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
+# What a training writes before run.json: a folder holding only these (and temporaries) never started its run.
+STARTING_FILES = (LOCK_FILE, ARCHITECTURE_COPY)
+
+
 def check_run_dir(run_dir, resume):
-    """Refuse to overwrite a finished run or to restart an unfinished one silently."""
+    """Refuse to overwrite a finished run or to restart an unfinished one silently; a folder that a training
+    killed before its first record left is started again."""
     run_dir = Path(run_dir)
     if is_finished(run_dir):
         raise FruitkerasError(f"{run_dir} already holds a finished run ({MODEL_FILE}); choose another --run-dir")
@@ -38,7 +42,8 @@ def check_run_dir(run_dir, resume):
             raise FruitkerasError(failed + "; resuming would repeat the same steps")
     elif (run_dir / RUN_FILE).exists():
         raise FruitkerasError(f"{run_dir} holds an unfinished run; continue it with --resume or choose another --run-dir")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir.exists() and any(path.name not in STARTING_FILES and TEMPORARY_MARK not in path.name
+                                  for path in run_dir.iterdir()):
         raise FruitkerasError(f"{run_dir} exists and is not empty; choose another --run-dir")
 
 
@@ -149,8 +154,31 @@ def train_architecture(
     # Before any TensorFlow work: splitting the CPU into devices must precede the runtime's start.
     strategy = distribution.make_strategy(distribute, devices)
     run_dir = Path(run_dir) if run_dir else default_run_dir(architecture)
-    if distribution.is_chief(strategy):  # the other workers of a multi-worker run write elsewhere
-        check_run_dir(run_dir, resume)
+    chief = distribution.is_chief(strategy)  # the other workers of a multi-worker run write elsewhere
+    with run_lock.held(run_dir) if chief else contextlib.nullcontext():
+        if chief:
+            check_run_dir(run_dir, resume)
+            remove_temporaries(run_dir)  # what a writer killed mid-write left; none writes now (the lock)
+        try:
+            return _train_checked(architecture, architecture_path, data, run_dir, epochs, seed, limit_per_class,
+                                  resume, verbose, test_evaluation, extra_callbacks, distribute, strategy,
+                                  mixed_precision, overrides)
+        except OSError as error:
+            if not is_disk_full(error):
+                raise
+            where = f" writing {error.filename}" if error.filename else ""
+            if (run_dir / RUN_FILE).exists():
+                then = (f"the finished epochs are kept in {run_dir}; free some space, then continue with: "
+                        f"{resume_command(architecture_path, run_dir)}")
+            else:
+                then = "nothing was kept; free some space, then run the command again"
+            raise FruitkerasError(f"the disk is full{where}: {then}") from None
+
+
+def _train_checked(architecture, architecture_path, data, run_dir, epochs, seed, limit_per_class, resume, verbose,
+                   test_evaluation, extra_callbacks, distribute, strategy, mixed_precision, overrides):
+    from fruitkeras import distribute as distribution
+
     given = {"seed": seed, "limit_per_class": limit_per_class, "data": data, "test_evaluation": test_evaluation,
              "overrides": list(overrides) if overrides else None}
     record = {}
@@ -242,9 +270,16 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
                                                     settings["validation_block"])
     keras.utils.set_random_seed(seed)  # weights' initialisation and dropout
     batch_size = settings["batch_size"]
+    if batch_size > len(train_rows):
+        raise FruitkerasError(f"{architecture.path}: training.batch_size {batch_size} is larger than the training "
+                              f"set ({len(train_rows)} images after validation's share); lower it")
     # A resumed run goes on with the epoch its backup holds: the stream (order, augmentation) of epoch e
     # is a function of (seed, e), so it sees the batches an uninterrupted run would.
-    first_epoch = backed_up_epochs(run_dir / BACKUP_DIR) if resume else 0
+    trained = resume and (run_dir / MODEL_FILE).exists()  # stopped after its model was saved: no epoch to train
+    restored = _restore_point(run_dir, chief, verbose) if resume and not trained else None
+    first_epoch = epochs if trained else restored.epoch if restored else 0
+    if trained and verbose:
+        print("resuming after the last epoch: the model is saved; writing what the run still lacks", flush=True)
     train_data = datalib.make_dataset(
         split, batch_size, shuffle=True, seed=seed, augmenter=make_augmenter(settings["augmentation"]),
         augment_from_epoch=settings["augmentation_from_epoch"] - 1,
@@ -281,7 +316,6 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        shutil.copyfile(architecture.path, run_dir / ARCHITECTURE_COPY)
         record = {
             "architecture": architecture.name,
             "architecture_file": str(Path(architecture.path).resolve()),
@@ -298,16 +332,22 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
             "started": now_iso(),
         }
     else:
-        done = epochs_logged(run_dir / HISTORY_FILE)
-        record.setdefault("resumed", []).append({"after_epoch": done, "at": now_iso()})
+        record.setdefault("resumed", []).append({"after_epoch": first_epoch, "at": now_iso()})
     record["distribute"] = distributed
     record["precision"] = chosen.record()
     record["epochs"] = epochs
-    record["running_pid"] = os.getpid()  # lets `fruitkeras runs` tell a running run from an interrupted one
-    _write_record(run_dir, record)
+    if resume:
+        _write_record(run_dir, record)
+    else:  # the copy first: a folder with run.json is a run that --resume can continue
+        try:
+            write_atomically(run_dir / ARCHITECTURE_COPY, Path(architecture.path).read_bytes())
+            _write_record(run_dir, record)
+        except OSError:
+            (run_dir / ARCHITECTURE_COPY).unlink(missing_ok=True)  # a full disk: leave nothing half begun
+            raise
 
-    callbacks = logging_callbacks(run_dir / HISTORY_FILE, run_dir / BACKUP_DIR, append=resume, epochs=epochs,
-                                  evaluation=evaluation, verbose=verbose, first_epoch=first_epoch)
+    callbacks = logging_callbacks(run_dir / HISTORY_FILE, run_dir / BACKUP_DIR, epochs=epochs,
+                                  evaluation=evaluation, verbose=verbose, restored=restored)
     if verbose:
         print(f"training {architecture.name} ({model.count_params():,} parameters) on {len(train_rows)} images "
               f"({len(val_rows)} for validation), {num_classes} classes, "
@@ -315,12 +355,11 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
               + (f" on {replicas} replicas ({record['distribute']['strategy']}), batch {batch_size // replicas} each"
                  if replicas > 1 else "")
               + ("" if chief else f" (a worker: it writes to {run_dir})"), flush=True)
-    if resume and (run_dir / MODEL_FILE).exists():
-        # Stopped after its last epoch, before the run was whole: the saved model is the trained one.
+    if trained:  # the saved model is the trained one
         model, _ = load_model(run_dir / MODEL_FILE, familiarity=False)
     else:
-        _fit(model, strategy, train_data, epochs, steps_per_epoch, verbose, callbacks, extra_callbacks, record,
-             run_dir, final_dir, architecture_path)
+        _fit(model, strategy, train_data, first_epoch, epochs, steps_per_epoch, verbose, callbacks, extra_callbacks,
+             record, run_dir, final_dir, architecture_path)
     if not chief:  # the chief saves the model; this worker's folder held only its callbacks' files
         return final_dir
     from fruitkeras.callbacks import sigint_handled_by
@@ -336,8 +375,8 @@ def _train_decoded(architecture, architecture_path, split, test_listed, data_roo
     return final_dir
 
 
-def _fit(model, strategy, train_data, epochs, steps_per_epoch, verbose, callbacks, extra_callbacks, record, run_dir,
-         final_dir, architecture_path):
+def _fit(model, strategy, train_data, first_epoch, epochs, steps_per_epoch, verbose, callbacks, extra_callbacks,
+         record, run_dir, final_dir, architecture_path):
     """``model.fit`` with a one-line Ctrl-C and a run marked failed when the loss turns non-finite."""
     from fruitkeras import distribute as distribution
     from fruitkeras.callbacks import StopOnNonFiniteLoss
@@ -347,8 +386,9 @@ def _fit(model, strategy, train_data, epochs, steps_per_epoch, verbose, callback
     [nonfinite] = [callback for callback in callbacks if isinstance(callback, StopOnNonFiniteLoss)]
     try:
         with stopper:
-            model.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=1 if verbose >= 2 else 0,
-                      shuffle=False, callbacks=callbacks + list(extra_callbacks))  # the pipeline shuffles
+            model.fit(train_data, epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=steps_per_epoch,
+                      verbose=1 if verbose >= 2 else 0, shuffle=False,  # the pipeline shuffles
+                      callbacks=callbacks + list(extra_callbacks))
     except KeyboardInterrupt:
         if verbose >= 2:
             print(flush=True)  # end the progress bar's line before the message
@@ -357,7 +397,7 @@ def _fit(model, strategy, train_data, epochs, steps_per_epoch, verbose, callback
             f"Continue with: {resume_command(architecture_path, final_dir)}"
         ) from None
     finally:
-        record.pop("running_pid", None)
+        record.pop("running_pid", None)  # written by earlier versions; the lock (``run_lock``) tells it now
         if nonfinite.failure:
             record["failed"] = nonfinite.failure  # no command takes this folder for a model (runs.failed_run_message)
         _write_record(run_dir, record)
@@ -382,13 +422,13 @@ def _finish(model, architecture, split, train_rows, val_rows, seed, record, run_
         "trained": now_iso(),
     }
     save_model(model, run_dir / MODEL_FILE, metadata)
+    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # from here on --resume starts from the model
     # The verdict's statistics, on Training photos only (never Test).
     familiarity.save(familiarity.fit(model, split, train_rows, val_rows, architecture.training["augmentation"], seed),
                      run_dir / FAMILIARITY_FILE, run_dir / MODEL_FILE)
     from fruitkeras.figures import plot_learning_curves
 
     plot_learning_curves(run_dir / HISTORY_FILE, run_dir / CURVES_FILE, record.get("resumed", ()))
-    record.pop("running_pid", None)
     record["finished"] = now_iso()
     _write_record(run_dir, record)
 
@@ -413,12 +453,19 @@ def trained_split(run_dir, record, data_root, class_names, size):
     return architecture, split, train_rows, validation_rows
 
 
-def backed_up_epochs(backup_dir):
-    """How many epochs the backup of an unfinished run holds (``keras.callbacks.BackupAndRestore``'s record)."""
-    try:
-        return int(json.loads((Path(backup_dir) / "training_metadata.json").read_text())["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+def _restore_point(run_dir, chief, verbose):
+    """The newest readable backup of the run to resume (None: from the start), its history cut back to match,
+    and what a killed writer left removed; says which epoch the run goes on from."""
+    remove_temporaries(run_dir / BACKUP_DIR)
+    restored, unreadable = checkpoint.newest_readable(run_dir / BACKUP_DIR)
+    epochs = restored.epoch if restored else 0
+    if chief:  # another worker's folder holds no history of its own
+        checkpoint.keep_committed_rows(run_dir / HISTORY_FILE, epochs)
+    if verbose:
+        skipped = f" ({checkpoint.describe_unreadable(unreadable)})" if unreadable else ""
+        print(f"resuming after epoch {epochs}{skipped}" if epochs else
+              f"resuming from the start: no backup of a finished epoch{skipped}", flush=True)
+    return restored
 
 
 def _once(make):
@@ -434,5 +481,4 @@ def _once(make):
 
 
 def _write_record(run_dir, record):
-    with replaced_atomically(run_dir / RUN_FILE) as temporary:
-        temporary.write_text(json.dumps(record, indent=2) + "\n")
+    write_atomically(run_dir / RUN_FILE, json.dumps(record, indent=2) + "\n")

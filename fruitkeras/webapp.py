@@ -32,6 +32,7 @@ CSS = """
 #heatmaps .grid-wrap { height: auto !important; max-height: none !important; }
 #heatmaps .thumbnail-item { aspect-ratio: auto !important; height: auto !important; }
 #heatmaps .thumbnail-item img { height: auto !important; width: 100% !important; }
+@media (max-width: 640px) { #title h2 { font-size: 1.15rem; } }
 """
 
 
@@ -98,6 +99,11 @@ def status_line(result):
     text += f" · explaining '{result.explained_class}'"
     seconds = ", ".join(f"{method} {s:.2f} s" for method, s in result.seconds.items())
     return text + (f" · {seconds}" if seconds else "")
+
+
+def empty_state(test_images):
+    """The answer's place before any image: the pickers stand above it on every screen."""
+    return f"Upload a photo, or pick a sample{' or a Test image' if test_images else ''} above: the answer comes here."
 
 
 def run_summary(report, model_path):
@@ -225,27 +231,34 @@ def build_page(inspection, work_dir):
 
     report = inspection.run_report()
     with gr.Blocks(title=f"fruitkeras: {report.run_dir.name}") as page:
-        gr.Markdown(f"## fruitkeras: why the model `{report.run_dir.name}` sees what it sees")
+        # On a phone the title is smaller (CSS): the answer must fit the first screen under the pickers.
+        gr.Markdown(f"## fruitkeras: why the model `{report.run_dir.name}` sees what it sees", elem_id="title")
         chosen = gr.State(None)
         with gr.Tab("Explain"):
+            # The first screen holds the answer: the pickers in one bar above it (stacked on a phone, still above
+            # the answer), then the answer, its verdict and the photo beside the heatmaps; the settings below.
+            with gr.Row(elem_id="pickers"):
+                upload = gr.File(label="Upload a photo (any size or format)", height=96, elem_id="upload")
+                sample = gr.Dropdown(list(inspection.samples), value=None, label="... or a sample photo",
+                                     elem_id="sample")
+                if inspection.test_images:
+                    test_class = gr.Dropdown(sorted(inspection.test_images), value=None,
+                                             label="... or a Test image: class", elem_id="test-class")
+                    # Its choices follow the class; any name is accepted and checked against Test/.
+                    test_file = gr.Dropdown([], value=None, label="Test image", allow_custom_value=True,
+                                            elem_id="test-file")
+                    random_button = gr.Button("Random test image", elem_id="random-test", size="sm", scale=0,
+                                              min_width=160)
             with gr.Row():
-                with gr.Column(scale=1):
-                    upload = gr.File(label="Upload a photo (any size or format)", elem_id="upload")
-                    sample = gr.Dropdown(list(inspection.samples), value=None, label="... or a sample photo",
-                                         elem_id="sample")
-                    if inspection.test_images:
-                        test_class = gr.Dropdown(sorted(inspection.test_images), value=None,
-                                                 label="... or a Test image: class", elem_id="test-class")
-                        # Its choices follow the class; any name is accepted and checked against Test/.
-                        test_file = gr.Dropdown([], value=None, label="Test image", allow_custom_value=True,
-                                                elem_id="test-file")
-                        random_button = gr.Button("Random test image", elem_id="random-test")
-                    preview = gr.Image(label="What the model sees", interactive=False, height=200, elem_id="preview")
+                with gr.Column(scale=1, elem_id="answer"):
+                    status = gr.Markdown(empty_state(bool(inspection.test_images)), label="status", elem_id="status")
+                    top5 = gr.Markdown("", elem_id="top5")  # the verdict in words, then the top-5 table
+                    preview = gr.Image(label="What the model sees", interactive=False, height=160, elem_id="preview")
                 with gr.Column(scale=2):
-                    # The answer first: on a phone the columns stack, and the verdict must not sit below the settings.
-                    status = gr.Markdown("Choose an image on the left.", label="status", elem_id="status")
-                    gr.Markdown("**Verdict and top-5 predictions**")
-                    top5 = gr.Markdown("", elem_id="top5")
+                    # The heading stands above the gallery: as the gallery's own label it covered the first title.
+                    gr.Markdown("**Heatmaps:** photo | map | overlay")
+                    heatmaps = gr.Gallery(show_label=False, columns=1, height="auto",
+                                          object_fit="contain", allow_preview=False, elem_id="heatmaps")
                     methods = gr.CheckboxGroup(list(METHOD_LABELS), value=DEFAULT_METHODS, label="Methods",
                                                elem_id="methods")
                     # A row of its own: beside the methods, a narrow window left its arrow over the text.
@@ -255,10 +268,6 @@ def build_page(inspection, work_dir):
                         with gr.Row():
                             controls = [page_control(gr, option) for option in PAGE_OPTIONS]
                     again = gr.Button("Explain again with these settings", variant="primary", elem_id="explain")
-                    # The heading stands above the gallery: as the gallery's own label it covered the first title.
-                    gr.Markdown("**Heatmaps:** photo | map | overlay")
-                    heatmaps = gr.Gallery(show_label=False, columns=1, height="auto",
-                                          object_fit="contain", allow_preview=False, elem_id="heatmaps")
                     downloads = gr.File(label="Download the maps (PNG figure, raw .npy)", file_count="multiple",
                                         interactive=False, elem_id="downloads")
         with gr.Tab("Model"):

@@ -126,6 +126,7 @@ def copy_run(run_dir, destination):
 # otherwise it orders them by their number of tests), so starting with these lets the two workers finish
 # together instead of one waiting for the page's tests at the end.
 LONGEST_FIRST = ("test_webapp.py",  # 78
+                 "test_faults.py",  # 50 (2026-12-08: seven train processes, each importing TensorFlow)
                  "test_new_user.py",  # 50
                  "test_distribute.py",  # 38
                  "test_explain.py",  # 34
@@ -143,3 +144,35 @@ LONGEST_FIRST = ("test_webapp.py",  # 78
 def pytest_collection_modifyitems(items):
     rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
+
+
+# --- The machine failing (test_faults.py, test_full_disk.py, benchmarks/kill_and_resume.py) ---------------------
+
+EPOCHS, SEED = 3, 5
+VARYING = {"timestamp", "epoch_seconds"}  # the clock's columns; every other cell must be equal, as text
+
+
+def history_without_clock(run_dir):
+    from fruitkeras.checkpoint import read_history
+
+    header, rows = read_history(run_dir / "history.csv")
+    kept = [index for index, name in enumerate(header) if name not in VARYING]
+    return [header[index] for index in kept], [[row[index] for index in kept] for row in rows]
+
+
+@pytest.fixture(scope="module")
+def fault_data(tmp_path_factory):
+    """(a tiny image folder, the history of an uninterrupted 3-epoch run on it without the clock columns)."""
+    from fruitkeras.training import train_architecture
+
+    root = tmp_path_factory.mktemp("faults")
+    data = make_image_folders(root / "fruits", train_per_class=20, test_per_class=4)
+    reference = root / "uninterrupted"
+    train_architecture(TINY_ARCHITECTURE, data=str(data), run_dir=reference, epochs=EPOCHS, seed=SEED, verbose=0)
+    return data, history_without_clock(reference)
+
+
+def temporaries(run_dir):
+    from fruitkeras.files import TEMPORARY_MARK
+
+    return sorted(path.name for path in run_dir.rglob(f".*{TEMPORARY_MARK}*"))

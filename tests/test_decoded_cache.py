@@ -143,7 +143,7 @@ def test_data_prepare_fills_the_cache_that_the_next_training_reads(image_folders
     assert len(entries(cache)) == 2
     # The training decodes nothing: both splits come from the entries prepared, their pixels decoding's own.
     trained = runner.invoke(main, ["train", str(live), "--data", str(image_folders), "--epochs", "1",
-                                   "--run-dir", str(tmp_path / "run")])
+                                   "--set", "training.batch_size=16", "--run-dir", str(tmp_path / "run")])
     assert trained.exit_code == 0, trained.output
     assert "into the cache" not in trained.output and len(entries(cache)) == 2
     for split in ("Training", "Test"):

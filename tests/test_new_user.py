@@ -14,6 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import REPO, TINY_ARCHITECTURE, copy_run, make_image_folders
+from fruitkeras import run_lock
+from fruitkeras.checkpoint import EpochCommit
 from fruitkeras.cli import main
 from fruitkeras.errors import TrainingInterrupted
 from fruitkeras.training import train_architecture
@@ -44,15 +46,15 @@ class SignalAt(keras.callbacks.Callback):
 @pytest.mark.parametrize("moment, kept", [("mid-epoch", 1), ("after-log-row", 1), ("backup-write", 1)])
 def test_ctrl_c_at_any_moment_stops_keeps_epochs_and_resumes(image_folders, runner, tmp_path, monkeypatch, moment, kept):
     run_dir = tmp_path / "run"
-    if moment == "backup-write":  # the signal lands while Keras writes the epoch's backup
-        original = keras.callbacks.BackupAndRestore.on_epoch_end
+    if moment == "backup-write":  # the signal lands while the epoch's backup is written
+        original = EpochCommit._write_backup
 
-        def interrupted_write(self, epoch, logs=None):
-            if epoch == 0:
+        def interrupted_write(self, epoch):
+            if epoch == 1:
                 os.kill(os.getpid(), signal.SIGINT)
-            return original(self, epoch, logs)
+            return original(self, epoch)
 
-        monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", interrupted_write)
+        monkeypatch.setattr(EpochCommit, "_write_backup", interrupted_write)
     epoch = 1 if moment == "mid-epoch" else 0
     before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN when started in the background
     with pytest.raises(TrainingInterrupted) as stopped:
@@ -224,9 +226,14 @@ def test_predict_bad_input(trained_run, runner, tmp_path):
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff nothing")
     good = next((trained_run["data"] / "Test" / "plum").iterdir())
     (folder / "good.jpg").write_bytes(good.read_bytes())
-    result = runner.invoke(main, ["predict", str(folder), "--model", str(trained_run["run_dir"])])
-    assert result.exit_code == 0
-    assert "warning: skipped" in result.output and "broken.jpg" in result.output and "good.jpg: " in result.output
+    (folder / "empty.jpg").write_bytes(b"")
+    for style in ("table", "csv", "json"):  # the readable one answered, the others named, and exit 1 in every format
+        result = runner.invoke(main, ["predict", str(folder), "--model", str(trained_run["run_dir"]), "--format", style])
+        assert result.exit_code == 1, result.output
+        assert "broken.jpg" in result.stderr and "empty.jpg" in result.stderr and "good.jpg" in result.stdout
+        assert "broken.jpg" not in result.stdout and "empty.jpg" not in result.stdout
+        assert result.stderr.splitlines()[-1] == ("error: 2 of 3 images could not be read (the warnings above name "
+                                                  "them); the others are answered")
     for args, message in ((["predict", str(tmp_path / "gone.jpg")], "no such file or folder"),
                           (["predict", str(folder / "broken.jpg")], "not an image file"),
                           (["predict", str(tmp_path / "*.png")], "no file matches")):
@@ -276,12 +283,10 @@ def test_runs_lists_finished_and_interrupted_runs(trained_run, image_folders, ru
     assert "tiny" in lines["done"] and " 3/3 " in lines["done"] and "finished" in lines["done"]
     assert f"{accuracy:.4f}" in lines["done"]
     assert " 1/3 " in lines["stopped"] and "interrupted" in lines["stopped"]
-    # A run whose process is alive (this one, here) is running, not interrupted.
-    record = json.loads((runs_dir / "stopped" / "run.json").read_text())
-    assert "running_pid" not in record
-    record["running_pid"] = os.getpid()
-    (runs_dir / "stopped" / "run.json").write_text(json.dumps(record))
-    listing = runner.invoke(main, ["runs", str(runs_dir)])
+    # A run whose folder a live process holds (this one, here) is running, not interrupted.
+    assert not (runs_dir / "stopped" / ".lock").exists()
+    with run_lock.held(runs_dir / "stopped"):
+        listing = runner.invoke(main, ["runs", str(runs_dir)])
     assert "running" in next(line for line in listing.output.splitlines() if line.startswith("stopped"))
 
 

@@ -1,5 +1,6 @@
 """What a new user tripped over, second round: data and server errors, messages, figures, git."""
 
+import json
 import shlex
 import socket
 import subprocess
@@ -73,6 +74,22 @@ def test_eval_of_an_unfinished_run_says_so_and_how_to_resume(trained_run, runner
     assert f"{run_dir} is an unfinished run (interrupted after 3 of 3 epochs)" in result.output
     command = result.output.strip().split("continue it with: ", 1)[1]
     assert shlex.split(command)[-3:] == ["--run-dir", str(run_dir), "--resume"]
+
+
+def test_predict_notes_an_unfinished_runs_model_named_as_a_file(trained_run, runner, tmp_path):
+    """Stopped after its last epoch, before run.json said "finished": the folder is refused, the file used with a
+    warning that says how to finish the run."""
+    run_dir = copy_run(trained_run["run_dir"], tmp_path / "cut short")
+    record = json.loads((run_dir / "run.json").read_text())
+    del record["finished"]
+    (run_dir / "run.json").write_text(json.dumps(record))
+    photo = next((trained_run["data"] / "Test" / "plum").iterdir())
+    refused = runner.invoke(main, ["predict", str(photo), "--model", str(run_dir)])
+    assert one_line_error(refused) and "is an unfinished run" in refused.output
+    used = runner.invoke(main, ["predict", str(photo), "--model", str(run_dir / "model.keras")])
+    assert used.exit_code == 0, used.output
+    assert used.stderr.startswith(f"warning: {run_dir} is an unfinished run (stopped after its last epoch")
+    assert f"{photo}: " in used.stdout
 
 
 def test_read_only_report_folder_is_refused_before_the_evaluation(trained_run, runner, tmp_path, monkeypatch):

@@ -239,7 +239,7 @@ def test_limit_per_class_and_epochs_override(image_folders, runner, tmp_path):
 
 def test_data_from_environment_variable(image_folders, runner, tmp_path, monkeypatch):
     monkeypatch.setenv("FRUITKERAS_DATA", str(image_folders))
-    result = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--run-dir", str(tmp_path / "env"), "--epochs", "1", "--limit-per-class", "3", "--quiet"])
+    result = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--run-dir", str(tmp_path / "env"), "--epochs", "1", "--limit-per-class", "4", "--quiet"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "env" / "run.json").read_text())["data"] == str(image_folders)
 

@@ -434,6 +434,52 @@ def test_browser_on_a_phone_the_verdict_comes_before_the_settings(server, browse
         browser.set_window_size(1400, 1700)
 
 
+FIRST_SCREEN = {"phone": (420, 800), "desktop": (1280, 800)}  # CSS pixels of the window's inside
+
+
+def set_inner_size(driver, width, height):
+    """The window sized so that its inside (the first screen a person sees) is ``width`` x ``height``."""
+    inside = "return [window.innerWidth, window.innerHeight]"
+    driver.set_window_size(width, height)  # headless Chromium keeps a 500 px window, but its inside is as wide
+    wait_for(driver, lambda d: d.execute_script(inside)[0] == width, seconds=10)
+    driver.set_window_size(width, 2 * height - driver.execute_script(inside)[1])
+    wait_for(driver, lambda d: d.execute_script(inside) == [width, height], seconds=10)
+
+
+def bottom_in_first_screen(driver, css):
+    """How far below the first screen (scrolled to the top) the element ``css`` ends; <= 0 when it fits."""
+    return driver.execute_script("""
+        window.scrollTo(0, 0);
+        const element = document.querySelector(arguments[0]);
+        return element.getBoundingClientRect().bottom - window.innerHeight;""", css)
+
+
+@pytest.mark.parametrize("screen", FIRST_SCREEN)
+def test_browser_the_answer_is_in_the_first_screen_after_an_upload(server, browser, screen):
+    """After an upload, the answer and its verdict fit the first screen of a phone; on a desktop the photo and the
+    first heatmap do too.  Before it, the empty state's words point where the pickers are: above."""
+    from selenium.webdriver.common.by import By
+
+    set_inner_size(browser, *FIRST_SCREEN[screen])
+    try:
+        browser.get(server)
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
+        assert status_text(browser).endswith("above: the answer comes here.")
+        assert bottom_in_first_screen(browser, "#pickers") <= 0 and browser.find_element(By.ID, "pickers").rect[
+            "y"] < browser.find_element(By.ID, "status").rect["y"]
+        upload(browser, SAMPLES / "Eggplant_1.jpg")
+        wait_for(browser, lambda d: "Predicted: Eggplant" in status_text(d) and "Verdict" in d.find_element(
+            By.ID, "top5").text and d.find_elements(By.CSS_SELECTOR, "#heatmaps img"))
+        wait_for(browser, lambda d: d.execute_script(
+            "return [...document.querySelectorAll('#heatmaps img, #preview img')].every(i => i.complete)"))
+        shown = ["#status", "#top5 p"] + (["#preview img", "#heatmaps img"] if screen == "desktop" else [])
+        overflow = {css: bottom_in_first_screen(browser, css) for css in shown}
+        assert all(pixels <= 0 for pixels in overflow.values()), overflow
+        save_screenshot(browser, f"serve_first_screen_{screen}.png")
+    finally:
+        browser.set_window_size(1400, 1700)
+
+
 # --- Bad input to the command itself ------------------------------------------------------------------------------
 
 
