@@ -1,18 +1,24 @@
 """The machine failing under a training: SIGKILL inside every kind of write, and two writers at once.
 
 Each kill leaves a folder that ``--resume`` continues to the history of an
-uninterrupted run: every epoch's row once, the same numbers.  A second writer
-is refused at once; a killed one's lock blocks nothing.  (A full disk:
-``test_full_disk.py``.)
+uninterrupted run: every epoch's row once, the same numbers; a newest backup
+that cannot be read costs an epoch, never the run.  A second writer is refused
+at once; a killed one's lock blocks nothing.  (A full disk: ``test_full_disk.py``.)
 """
 
 import json
+import os
 import signal
 import subprocess
 import sys
 
+import keras
+import pytest
+
 from conftest import EPOCHS, SEED, TINY_ARCHITECTURE, history_without_clock, temporaries
 from fruitkeras.cli import main
+from fruitkeras.errors import TrainingInterrupted
+from fruitkeras.training import train_architecture
 
 # Run as ``python -c KILLER NAME N WHEN ARGS...``: the real command, killed with SIGKILL just before ("before")
 # or just after ("after") the rename that completes the N-th write of a file named NAME.
@@ -94,4 +100,33 @@ def test_one_writer_a_second_is_refused_naming_the_holder_and_a_dead_holder_bloc
     assert (run_dir / ".lock").read_text().strip() == str(holder.pid)
     started = runner.invoke(main, command)
     assert started.exit_code == 0, started.output
+    assert history_without_clock(run_dir) == expected
+
+
+class InterruptAfterEpoch(keras.callbacks.Callback):
+    """A real SIGINT at the end of one epoch (after its row and backup: extra callbacks run last)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_an_unreadable_newest_backup_falls_back_to_the_one_before_and_says_so(fault_data, runner, tmp_path):
+    data, expected = fault_data
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train_architecture(TINY_ARCHITECTURE, data=str(data), run_dir=run_dir, epochs=EPOCHS, seed=SEED, verbose=0,
+                           extra_callbacks=[InterruptAfterEpoch(EPOCHS - 1)])
+    newest = run_dir / "backup" / f"epoch-{EPOCHS - 1:04d}.npz"
+    assert sorted(path.name for path in (run_dir / "backup").iterdir()) == [
+        f"epoch-{EPOCHS - 2:04d}.npz", newest.name]  # the one before is kept
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a disk that lost half of it
+    resumed = runner.invoke(main, ["train", str(TINY_ARCHITECTURE), "--run-dir", str(run_dir), "--resume", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout.splitlines()[1].startswith(
+        f"resuming after epoch {EPOCHS - 2} ({newest.name} cannot be read (")
     assert history_without_clock(run_dir) == expected
