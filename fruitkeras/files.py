@@ -38,8 +38,8 @@ def write_atomically(path, data):
 
 
 def remove_temporaries(folder):
-    """Delete the temporary files that a process killed while writing left in ``folder``."""
-    for path in Path(folder).glob(f".*{TEMPORARY_MARK}*"):
+    """Delete the temporary files that a process killed while writing left in ``folder`` and below it."""
+    for path in Path(folder).rglob(f".*{TEMPORARY_MARK}*"):
         path.unlink(missing_ok=True)
 
 

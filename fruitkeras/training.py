@@ -158,7 +158,7 @@ def train_architecture(
     with run_lock.held(run_dir) if chief else contextlib.nullcontext():
         if chief:
             check_run_dir(run_dir, resume)
-            remove_temporaries(run_dir)  # what a writer killed mid-write left; none writes now (the lock)
+            remove_temporaries(run_dir)  # what a writer killed mid-write left (backup/ too); none writes now
         try:
             return _train_checked(architecture, architecture_path, data, run_dir, epochs, seed, limit_per_class,
                                   resume, verbose, test_evaluation, extra_callbacks, distribute, strategy,
@@ -454,9 +454,8 @@ def trained_split(run_dir, record, data_root, class_names, size):
 
 
 def _restore_point(run_dir, chief, verbose):
-    """The newest readable backup of the run to resume (None: from the start), its history cut back to match,
-    and what a killed writer left removed; says which epoch the run goes on from."""
-    remove_temporaries(run_dir / BACKUP_DIR)
+    """The newest readable backup of the run to resume (None: from the start), its history cut back to match;
+    says which epoch the run goes on from."""
     restored, unreadable = checkpoint.newest_readable(run_dir / BACKUP_DIR)
     epochs = restored.epoch if restored else 0
     if chief:  # another worker's folder holds no history of its own

@@ -7,18 +7,17 @@ at once; a killed one's lock blocks nothing.  (A full disk: ``test_full_disk.py`
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
 
-import keras
 import pytest
 
 from conftest import EPOCHS, SEED, TINY_ARCHITECTURE, history_without_clock, temporaries
 from fruitkeras.cli import main
 from fruitkeras.errors import TrainingInterrupted
 from fruitkeras.training import train_architecture
+from test_new_user import SignalAt
 
 # Run as ``python -c KILLER NAME N WHEN ARGS...``: the real command, killed with SIGKILL just before ("before")
 # or just after ("after") the rename that completes the N-th write of a file named NAME.
@@ -103,24 +102,12 @@ def test_one_writer_a_second_is_refused_naming_the_holder_and_a_dead_holder_bloc
     assert history_without_clock(run_dir) == expected
 
 
-class InterruptAfterEpoch(keras.callbacks.Callback):
-    """A real SIGINT at the end of one epoch (after its row and backup: extra callbacks run last)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
 def test_an_unreadable_newest_backup_falls_back_to_the_one_before_and_says_so(fault_data, runner, tmp_path):
     data, expected = fault_data
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
         train_architecture(TINY_ARCHITECTURE, data=str(data), run_dir=run_dir, epochs=EPOCHS, seed=SEED, verbose=0,
-                           extra_callbacks=[InterruptAfterEpoch(EPOCHS - 1)])
+                           extra_callbacks=[SignalAt("after-log-row", EPOCHS - 2)])  # after epoch EPOCHS - 1
     newest = run_dir / "backup" / f"epoch-{EPOCHS - 1:04d}.npz"
     assert sorted(path.name for path in (run_dir / "backup").iterdir()) == [
         f"epoch-{EPOCHS - 2:04d}.npz", newest.name]  # the one before is kept
